@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` (set up, index the bundled corpus, answer) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INDEX ?= $(or $(SEMSEARCH_INDEX),var/index)
+CORPUS ?= data/news
+QUESTION ?= energy cooperation in Central Asia
+
+.PHONY: install run index test lint
+
+$(BIN)/semsearch: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(BIN)/semsearch
+
+$(INDEX)/CURRENT: | $(BIN)/semsearch
+	$(BIN)/semsearch index $(CORPUS) --index $(INDEX)
+
+index: $(INDEX)/CURRENT
+
+run: install index
+	$(BIN)/ask "$(QUESTION)" --index $(INDEX)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check index search api tests benchmarks
+	$(BIN)/ruff format --check index search api tests benchmarks
+	$(BIN)/mypy

@@ -1,0 +1,145 @@
+"""The command line: `semsearch index|ask|config` and the `ask` shortcut. A thin shell over index/ and search/."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from index.errors import ConfigError, EmptyQueryError, InputPathError, SemsearchError
+from index.settings import Settings, describe
+
+F = TypeVar("F", bound=Callable[..., Any])
+_USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError)
+EXAMPLE_QUESTION = "energy cooperation in Central Asia"
+
+
+def configure_threads(settings: Settings) -> None:
+    """Fix thread pools before numpy, torch and FAISS start theirs: BLAS at one, the rest at `threads`."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import faiss
+
+    faiss.omp_set_num_threads(settings.threads)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    settings = Settings.from_env(os.environ, **overrides)
+    configure_threads(settings)
+    return settings
+
+
+def handle_errors(func: F) -> F:
+    """Turn a SemsearchError into one line on stderr and a non-zero exit; others keep their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SemsearchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2 if isinstance(exc, _USAGE_ERRORS) else 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+index_option = click.option(
+    "--index", "index_dir", type=click.Path(path_type=Path), default=None,
+    help="Index directory (default: $SEMSEARCH_INDEX or var/index in the repo).",
+)
+
+
+@click.group(help="Semantic search over news articles.")
+def main() -> None:
+    pass
+
+
+@main.command("index", help="Index articles from files or folders (.txt .md .jsonl .json .csv .html).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@index_option
+@click.option("--embed-title/--no-embed-title", default=None, help="Embed 'title + paragraph' or the paragraph alone.")
+@handle_errors
+def index_command(paths: tuple[Path, ...], index_dir: Path | None, embed_title: bool | None) -> None:
+    settings = load_settings(index=index_dir, embed_title=embed_title)
+    from tqdm import tqdm
+
+    from index.builder import build_index
+
+    bars: list[Any] = []
+
+    def progress(total: int) -> Callable[[int], None]:
+        bar = tqdm(total=total, unit="passage", desc="Embedding", file=sys.stderr, dynamic_ncols=True)
+        bars.append(bar)
+        return bar.update
+
+    click.echo(f"Indexing {', '.join(map(str, paths))} into {settings.index}", err=True)
+    try:
+        summary = build_index(list(paths), settings, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for skipped in summary.skipped:
+        click.echo(f"skipped: {skipped.where}: {skipped.reason}", err=True)
+    click.echo(
+        f"Indexed {summary.articles} articles as {summary.passages} passages in {summary.seconds:.1f} s "
+        f"({summary.passages_per_second:.1f} passages/s embedding); "
+        f"{len(summary.skipped)} skipped, {len(summary.warnings)} warnings. Index: {summary.index}"
+    )
+
+
+@click.command("ask", help="Ask a question; prints the closest passages.")
+@click.argument("question")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many passages.")
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
+@handle_errors
+def ask(question: str, k: int, index_dir: Path | None, as_json: bool) -> None:
+    settings = load_settings(index=index_dir)
+    from search.searcher import Searcher, clean_query
+
+    clean_query(question)  # an empty question fails before any model is loaded
+    searcher = Searcher.open(settings)
+    try:
+        hits = searcher.search(question, k)
+    finally:
+        searcher.close()
+    if as_json:
+        click.echo(json.dumps([asdict(hit) for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("No passages found.")
+    width = min(100, shutil.get_terminal_size((100, 20)).columns)
+    for hit in hits:
+        title = click.style(hit.title or hit.article_id, bold=True)
+        click.echo(f"{hit.rank}. [{hit.score:.3f}] {title}")
+        details = " | ".join(x for x in (hit.date, hit.source, hit.article_id) if x)
+        click.echo(textwrap.indent(details, "   "))
+        body = textwrap.fill(" ".join(hit.text.split()), width=width - 3)
+        click.echo(textwrap.indent(body, "   ") + "\n")
+
+
+main.add_command(ask)
+
+
+@main.command("config", help="Show every setting, its environment variable, default and current value.")
+@handle_errors
+def config() -> None:
+    current = Settings.from_env(os.environ)
+    for key, default, help_text in describe():
+        value = getattr(current, key.removeprefix("SEMSEARCH_").lower())
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        click.echo(f"{key}={value}\n    {help_text} (default: {default})")

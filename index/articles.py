@@ -1,0 +1,67 @@
+"""Articles and passages: the records the indexer stores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article as read from the corpus; `body` is the text passages point into."""
+
+    id: str
+    title: str
+    body: str
+    date: str | None = None
+    source: str | None = None
+    url: str | None = None
+    author: str | None = None
+    path: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        """Hash of everything that is indexed, to notice when an article changes."""
+        payload = json.dumps(
+            [self.title, self.body, self.date, self.source, self.url, self.author, self.metadata],
+            sort_keys=True,
+            ensure_ascii=False,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A slice of an article's body: `text == article.body[start:end]`."""
+
+    article_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or record the reader could not use, and why."""
+
+    where: str
+    reason: str
+
+
+@dataclass
+class ReadReport:
+    """What reading a corpus produced besides articles: skips and warnings for the summary."""
+
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files_read: int = 0
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped.append(Skipped(where, reason))
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)

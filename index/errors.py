@@ -1,0 +1,43 @@
+"""Errors a user of semsearch can meet; each message says the cause and the fix."""
+
+from __future__ import annotations
+
+
+class SemsearchError(Exception):
+    """Base class of every failure a user can meet; the CLI and HTTP layers map these."""
+
+
+class ConfigError(SemsearchError):
+    """A setting has a value that is not allowed."""
+
+
+class NoIndexError(SemsearchError):
+    """There is no index where one was expected."""
+
+
+class IndexMismatchError(SemsearchError):
+    """The index was built with another model, dimension or format than the one configured."""
+
+
+class CorruptIndexError(SemsearchError):
+    """A file of the index is missing, truncated or does not match its checksum."""
+
+
+class IndexBusyError(SemsearchError):
+    """Another process is writing the index."""
+
+
+class EmptyCorpusError(SemsearchError):
+    """The paths given to the indexer hold no article that can be indexed."""
+
+
+class InputPathError(SemsearchError):
+    """A path given to the indexer does not exist."""
+
+
+class EmptyQueryError(SemsearchError):
+    """The question is empty or only whitespace."""
+
+
+class ModelLoadError(SemsearchError):
+    """The embedding model could not be loaded from its local folder."""

@@ -1,0 +1,98 @@
+"""The manifest of an index generation: what built it, what it holds, and checksums of its files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from index.embedder import ModelInfo
+from index.errors import CorruptIndexError, IndexMismatchError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_VERSIONED = ("semsearch", "faiss-cpu", "numpy", "torch", "sentence-transformers", "transformers")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    model: dict[str, str]
+    dimension: int
+    max_tokens: int
+    metric: str
+    index_type: str
+    counts: dict[str, int]
+    built_at: str
+    build_seconds: float
+    settings: dict[str, Any]
+    versions: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data)
+        except FileNotFoundError:
+            raise CorruptIndexError(f"The index file {path} is missing; rebuild with `semsearch index`") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise CorruptIndexError(f"The index file {path} is unreadable ({exc}); rebuild with `semsearch index`") from None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model(manifest: Manifest, info: ModelInfo, where: Path) -> None:
+    """Refuse to query an index with a model other than the one that built it."""
+    built = manifest.model
+    if built.get("fingerprint") != info.fingerprint or built.get("backend") != info.backend:
+        raise IndexMismatchError(
+            f"The index at {where} was built with model {built.get('name')} ({built.get('backend')}, "
+            f"fingerprint {str(built.get('fingerprint'))[:12]}), but the configured model is {info.name} "
+            f"({info.backend}, fingerprint {info.fingerprint[:12]}). Set SEMSEARCH_MODEL={built.get('path')} "
+            "or rebuild the index with `semsearch index PATH`."
+        )
+
+
+def check_dimension(manifest: Manifest, dimension: int, where: Path) -> None:
+    if manifest.dimension != dimension:
+        raise IndexMismatchError(
+            f"The index at {where} holds {manifest.dimension}-dimensional vectors but the model makes "
+            f"{dimension}-dimensional ones; rebuild the index with `semsearch index PATH`."
+        )
+
+
+def check_format(manifest: Manifest, where: Path) -> None:
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"The index at {where} has format version {manifest.format_version}; this semsearch reads "
+            f"version {FORMAT_VERSION}. Rebuild it with `semsearch index PATH`."
+        )
+
+
+def model_record(info: ModelInfo) -> Mapping[str, str]:
+    return asdict(info)

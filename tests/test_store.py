@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.builder import build_index, passage_text_for_embedding
+from index.embedder import Embedder
+from index.errors import (
+    CorruptIndexError,
+    EmptyCorpusError,
+    IndexBusyError,
+    IndexMismatchError,
+    NoIndexError,
+)
+from index.settings import Settings
+from index.store import CURRENT, DATA_FILES, VECTORS, current_generation, open_index, writer_lock
+from search.searcher import Searcher
+from tests.helpers import write_corpus
+
+SMALL = {
+    "energy.txt": "Pipeline deal signed\n\nKazakhstan and China agreed to build a new gas pipeline across the steppe "
+    "to carry natural gas to western China.\n\nThe agreement also covers oil exports and a refinery upgrade.",
+    "football.txt": "Cup final\n\nThe national football team won the cup final after a penalty shoot-out in front "
+    "of forty thousand fans.\n\nFans celebrated in the streets of the capital until morning.",
+    "rain.md": "# Floods\n\nHeavy rain flooded villages in the valley and rescuers evacuated hundreds of families "
+    "by boat.\n\nThe weather service warned of more storms this week.",
+}
+
+
+@pytest.fixture()
+def small_settings(tmp_path: Path, base_settings: Settings, embedder: Embedder) -> Settings:
+    settings = base_settings.replace(index=tmp_path / "index", min_passage_chars=40)
+    build_index([write_corpus(tmp_path / "corpus", SMALL)], settings, embedder=embedder)
+    return settings
+
+
+def brute_force(searcher: Searcher, embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """Passage vectors re-embedded from the stored text, and each passage's article centroid."""
+    rows = searcher.index.passages(list(range(searcher.index.size)))
+    for row in rows.values():
+        article = searcher.article(row.article_id)
+        assert article is not None and article.body[row.start : row.end] == row.text
+    vectors = embedder.embed_documents([rows[pid].text for pid in range(len(rows))])
+    owners = [rows[pid].article_id for pid in range(len(rows))]
+    centroids = {}
+    for article_id in set(owners):
+        mean = vectors[[i for i, o in enumerate(owners) if o == article_id]].mean(axis=0)
+        centroids[article_id] = mean / np.linalg.norm(mean)
+    return vectors, np.vstack([centroids[o] for o in owners])
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+def test_saved_index_answers_like_brute_force(small_settings: Settings, embedder: Embedder, weight: float) -> None:
+    searcher = Searcher.open(small_settings.replace(article_weight=weight), embedder)
+    try:
+        vectors, centroids = brute_force(searcher, embedder)
+        for question in ("gas pipeline to China", "penalty shoot-out", "villages flooded by rain"):
+            query = embedder.embed_query(question)[0]
+            expected_scores = (1 - weight) * (vectors @ query) + weight * (centroids @ query)
+            expected = np.argsort(-expected_scores, kind="stable")[:4]
+            hits = searcher.search(question, k=4)
+            assert [h.score for h in hits] == pytest.approx(expected_scores[expected].tolist(), abs=1e-5)
+            if weight < 1.0:
+                assert [h.passage_id for h in hits] == expected.tolist()
+            else:  # passages of one article tie; the article order is fixed
+                owners = [searcher.index.passages([int(i)])[int(i)].article_id for i in expected]
+                assert [h.article_id for h in hits] == owners
+        first = [(h.passage_id, h.score) for h in searcher.search("oil exports", k=3)]
+    finally:
+        searcher.close()
+    reopened = Searcher.open(small_settings.replace(article_weight=weight), embedder)
+    try:
+        assert [(h.passage_id, h.score) for h in reopened.search("oil exports", k=3)] == first
+    finally:
+        reopened.close()
+
+
+def test_manifest_records_model_and_counts(small_settings: Settings, embedder: Embedder) -> None:
+    manifest = json.loads((current_generation(small_settings.index) / "manifest.json").read_text())
+    assert manifest["model"]["fingerprint"] == embedder.info.fingerprint
+    assert manifest["model"]["backend"] == "torch-fp32"
+    assert manifest["dimension"] == 384 and manifest["metric"] == "inner_product"
+    assert manifest["counts"] == {"articles": 3, "passages": 6}
+    assert set(manifest["files"]) == set(DATA_FILES)
+    assert {"faiss-cpu", "torch", "sentence-transformers", "numpy"} <= set(manifest["versions"])
+
+
+def test_title_embedding_is_a_setting(small_settings: Settings, embedder: Embedder) -> None:
+    index = open_index(small_settings.index)
+    try:
+        assert index.manifest.settings["embed_title"] is False
+        record, passages = index.article("energy.txt") or ({}, [])
+    finally:
+        index.close()
+    from index.articles import Article, Passage
+
+    article = Article(id="a", title=record["title"], body=record["body"])
+    passage = Passage("a", 0, passages[0].start, passages[0].end, passages[0].text)
+    assert passage_text_for_embedding(article, passage, True) == f"Pipeline deal signed\n{passage.text}"
+    assert passage_text_for_embedding(article, passage, False) == passage.text
+
+
+def test_failed_builds_leave_the_index_untouched(small_settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    before = Searcher.open(small_settings, embedder)
+    expected = [(h.passage_id, h.score) for h in before.search("gas pipeline", k=5)]
+    generation = before.index.generation.name
+    before.close()
+
+    empty = write_corpus(tmp_path / "empty", {"blank.txt": "   ", "note.png": b"\x89PNG"})
+    with pytest.raises(EmptyCorpusError, match="No index was written"):
+        build_index([empty], small_settings, embedder=embedder)
+
+    def interrupt(_total: int):  # stands in for Ctrl-C in the middle of embedding
+        def update(_n: int) -> None:
+            raise KeyboardInterrupt
+        return update
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index([write_corpus(tmp_path / "other", {"x.txt": "X\n\nSomething else entirely."})],
+                    small_settings, embedder=embedder, progress=interrupt)
+
+    after = Searcher.open(small_settings, embedder)
+    try:
+        assert after.index.generation.name == generation
+        assert [(h.passage_id, h.score) for h in after.search("gas pipeline", k=5)] == expected
+    finally:
+        after.close()
+    assert sorted(p.name for p in small_settings.index.iterdir() if p.name != ".lock") == sorted([CURRENT, generation])
+
+
+def test_empty_corpus_writes_no_index(tmp_path: Path, base_settings: Settings, embedder: Embedder) -> None:
+    settings = base_settings.replace(index=tmp_path / "new-index")
+    with pytest.raises(EmptyCorpusError):
+        build_index([write_corpus(tmp_path / "c", {"a.txt": ""})], settings, embedder=embedder)
+    assert not settings.index.exists()
+
+
+def test_rebuild_replaces_generation(small_settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    old = current_generation(small_settings.index)
+    build_index([write_corpus(tmp_path / "c2", {"only.txt": "Only\n\nA single article about tea."})],
+                small_settings, embedder=embedder)
+    new = current_generation(small_settings.index)
+    assert new != old and not old.exists()
+    searcher = Searcher.open(small_settings, embedder)
+    try:
+        assert {h.article_id for h in searcher.search("tea", k=5)} == {"only.txt"}
+    finally:
+        searcher.close()
+
+
+def test_second_writer_is_refused(small_settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    with writer_lock(small_settings.index), pytest.raises(IndexBusyError, match="another process"):
+        build_index([write_corpus(tmp_path / "c3", {"a.txt": "A\n\nB"})], small_settings, embedder=embedder)
+
+
+def test_missing_and_corrupt_index_give_clear_errors(small_settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(NoIndexError, match="semsearch index"):
+        open_index(tmp_path / "nowhere")
+    copy = tmp_path / "copy"
+    shutil.copytree(small_settings.index, copy)
+    vectors = current_generation(copy) / VECTORS
+    vectors.write_bytes(vectors.read_bytes()[:100])
+    with pytest.raises(CorruptIndexError, match=str(vectors)):
+        open_index(copy)
+    (copy / CURRENT).write_text("gen-missing\n")
+    with pytest.raises(CorruptIndexError, match="gen-missing"):
+        open_index(copy)
+
+
+def test_another_model_is_refused(small_settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    other_model = tmp_path / "other-model"
+    shutil.copytree(embedder.info.path, other_model)
+    (other_model / "README.md").write_text("a different model folder\n")
+    with pytest.raises(IndexMismatchError, match="SEMSEARCH_MODEL="):
+        Searcher.open(small_settings.replace(model=str(other_model)))
+
+
+def test_dimension_mismatch_is_refused(small_settings: Settings, embedder: Embedder) -> None:
+    from index.manifest import check_dimension
+
+    index = open_index(small_settings.index)
+    try:
+        with pytest.raises(IndexMismatchError, match="384-dimensional"):
+            check_dimension(index.manifest, 768, small_settings.index)
+    finally:
+        index.close()

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 INDEX ?= $(or $(SEMSEARCH_INDEX),var/index)
 CORPUS ?= data/news
 QUESTION ?= energy cooperation in Central Asia
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install run index test lint
 
@@ -21,7 +23,11 @@ $(INDEX)/CURRENT: | $(BIN)/semsearch
 index: $(INDEX)/CURRENT
 
 run: install index
-	$(BIN)/ask "$(QUESTION)" --index $(INDEX)
+	$(BIN)/ask "$(QUESTION)" --index $(INDEX) -k 3
+	@echo "Starting the service on http://$(HOST):$(PORT)/ (search page; API docs at /docs). Try:"
+	@echo "  curl 'http://$(HOST):$(PORT)/search?q=energy%20cooperation%20in%20Central%20Asia&k=3'"
+	@echo "  $(BIN)/ask \"$(QUESTION)\""
+	$(BIN)/semsearch serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest

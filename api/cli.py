@@ -55,7 +55,10 @@ def handle_errors(func: F) -> F:
 
 
 index_option = click.option(
-    "--index", "index_dir", type=click.Path(path_type=Path), default=None,
+    "--index",
+    "index_dir",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Index directory (default: $SEMSEARCH_INDEX or var/index in the repo).",
 )
 
@@ -81,7 +84,11 @@ def index_command(paths: tuple[Path, ...], index_dir: Path | None, embed_title: 
     def progress(total: int) -> Callable[[int], None]:
         bar = tqdm(total=total, unit="passage", desc="Embedding", file=sys.stderr, dynamic_ncols=True)
         bars.append(bar)
-        return bar.update
+
+        def update(n: int) -> None:
+            bar.update(n)
+
+        return update
 
     click.echo(f"Indexing {', '.join(map(str, paths))} into {settings.index}", err=True)
     try:
@@ -143,3 +150,18 @@ def config() -> None:
         if isinstance(value, tuple):
             value = ",".join(value)
         click.echo(f"{key}={value}\n    {help_text} (default: {default})")
+
+
+@main.command("serve", help="Serve the HTTP API and the search page.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@index_option
+@handle_errors
+def serve(host: str, port: int, index_dir: Path | None) -> None:
+    settings = load_settings(index=index_dir)
+    import uvicorn
+
+    from api.app import create_app
+
+    click.echo(f"Serving {settings.index} at http://{host}:{port}/ (API docs at /docs)", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

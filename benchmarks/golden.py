@@ -42,7 +42,9 @@ class GoldenResult:
     seconds: float
 
 
-def evaluate(searcher: Searcher, questions: Sequence[tuple[str, frozenset[str]]], depth: int = 20) -> list[GoldenResult]:
+def evaluate(
+    searcher: Searcher, questions: Sequence[tuple[str, frozenset[str]]], depth: int = 20
+) -> list[GoldenResult]:
     results = []
     for question, expected in questions:
         started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from index.articles import Article, Passage, ReadReport, Skipped
@@ -15,7 +15,7 @@ from index.manifest import FORMAT_VERSION, Manifest, library_versions
 from index.readers import read_corpus
 from index.settings import Settings
 from index.splitter import split_passages
-from index.store import writer_lock, write_generation
+from index.store import write_generation, writer_lock
 
 # Given the number of passages to embed, returns the callback that reports each embedded chunk.
 ProgressFactory = Callable[[int], Callable[[int], None]]
@@ -85,9 +85,7 @@ def build_index(
                 passages.append(passage)
                 texts.append(passage_text_for_embedding(article, passage, settings.embed_title))
         embed_started = time.perf_counter()
-        vectors = embedder.embed_documents(
-            texts, settings.batch_size, progress(len(texts)) if progress else None
-        )
+        vectors = embedder.embed_documents(texts, settings.batch_size, progress(len(texts)) if progress else None)
         embed_seconds = time.perf_counter() - embed_started
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -97,7 +95,7 @@ def build_index(
             metric="inner_product",
             index_type=INDEX_TYPE,
             counts={"articles": len(articles), "passages": len(passages)},
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             build_seconds=round(time.perf_counter() - started, 3),
             settings={"embed_title": settings.embed_title, "min_passage_chars": settings.min_passage_chars},
             versions=library_versions(),

@@ -45,7 +45,9 @@ class Manifest:
         except FileNotFoundError:
             raise CorruptIndexError(f"The index file {path} is missing; rebuild with `semsearch index`") from None
         except (OSError, ValueError, TypeError) as exc:
-            raise CorruptIndexError(f"The index file {path} is unreadable ({exc}); rebuild with `semsearch index`") from None
+            raise CorruptIndexError(
+                f"The index file {path} is unreadable ({exc}); rebuild with `semsearch index`"
+            ) from None
 
 
 def library_versions() -> dict[str, str]:

@@ -52,9 +52,7 @@ class Settings:
         default=120,
         metadata={"help": "Paragraphs shorter than this merge with a neighbour (datelines, standfirsts)."},
     )
-    batch_size: int = field(
-        default=32, metadata={"help": "Passages encoded per model call while indexing."}
-    )
+    batch_size: int = field(default=32, metadata={"help": "Passages encoded per model call while indexing."})
     threads: int = field(
         default_factory=_default_threads,
         metadata={"help": "Threads for torch and FAISS (numpy's BLAS is kept at one)."},

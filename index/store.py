@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
 from typing import Any
@@ -84,7 +84,9 @@ def writer_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexBusyError(f"The index at {root} is being written by another process; try again when it is done") from None
+            raise IndexBusyError(
+                f"The index at {root} is being written by another process; try again when it is done"
+            ) from None
         yield
     finally:
         handle.close()
@@ -115,7 +117,7 @@ def write_generation(
         for name in (*DATA_FILES, MANIFEST):
             _fsync_file(staging / name)
         _fsync_dir(staging)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         generation = root / f"gen-{stamp}-{token_hex(3)}"
         staging.rename(generation)
         _fsync_dir(root)
@@ -150,8 +152,18 @@ def _write_metadata(path: Path, articles: Sequence[Article], passages: Sequence[
         con.executemany(
             "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
-                (a.id, a.title, a.date, a.source, a.url, a.author, a.path,
-                 json.dumps(a.metadata, ensure_ascii=False, default=str), a.body, a.content_hash())
+                (
+                    a.id,
+                    a.title,
+                    a.date,
+                    a.source,
+                    a.url,
+                    a.author,
+                    a.path,
+                    json.dumps(a.metadata, ensure_ascii=False, default=str),
+                    a.body,
+                    a.content_hash(),
+                )
                 for a in articles
             ),
         )
@@ -266,10 +278,13 @@ class StoredIndex:
             if row is None:
                 return None
             names = [d[0] for d in cur.description]
-            ids = [r[0] for r in self._con.execute(
-                "SELECT id FROM passages WHERE article_id = ? ORDER BY ordinal", (article_id,)
-            )]
-        record = dict(zip(names, row))
+            ids = [
+                r[0]
+                for r in self._con.execute(
+                    "SELECT id FROM passages WHERE article_id = ? ORDER BY ordinal", (article_id,)
+                )
+            ]
+        record = dict(zip(names, row, strict=True))
         record["metadata"] = json.loads(record["metadata"])
         rows = self.passages(ids)
         return record, [rows[i] for i in ids]
@@ -300,6 +315,8 @@ def open_index(root: Path, verify: bool = True) -> StoredIndex:
     except (RuntimeError, ValueError, OSError) as exc:
         raise CorruptIndexError(f"Cannot read the index files in {generation}: {exc}") from None
     if passage_articles.shape != (vectors.ntotal,) or article_vectors.shape[0] != manifest.counts["articles"]:
-        raise CorruptIndexError(f"The index files in {generation} disagree in size; rebuild with {build_command_hint(root)}")
+        raise CorruptIndexError(
+            f"The index files in {generation} disagree in size; rebuild with {build_command_hint(root)}"
+        )
     con = sqlite3.connect(f"file:{generation / METADATA}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     return StoredIndex(root, generation, manifest, vectors, con, article_vectors, passage_articles)

@@ -25,7 +25,7 @@ def clean_query(query: str) -> str:
     cleaned = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in query)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
-        raise EmptyQueryError("The question is empty; ask something, e.g. `ask \"energy cooperation in Central Asia\"`")
+        raise EmptyQueryError('The question is empty; ask something, e.g. `ask "energy cooperation in Central Asia"`')
     return cleaned
 
 
@@ -72,8 +72,18 @@ class Searcher:
         for rank, (score, pid) in enumerate(found, start=1):
             row = rows[pid]
             hits.append(
-                Hit(rank, score, pid, row.article_id, row.title, row.text, row.date, row.source, row.url,
-                    (row.start, row.end))
+                Hit(
+                    rank,
+                    score,
+                    pid,
+                    row.article_id,
+                    row.title,
+                    row.text,
+                    row.date,
+                    row.source,
+                    row.url,
+                    (row.start, row.end),
+                )
             )
         return hits
 
@@ -100,7 +110,9 @@ class Searcher:
         if found is None:
             return None
         record, passages = found
-        fields: dict[str, Any] = {k: record[k] for k in ("id", "title", "body", "date", "source", "url", "author", "metadata")}
+        fields: dict[str, Any] = {
+            k: record[k] for k in ("id", "title", "body", "date", "source", "url", "author", "metadata")
+        }
         return ArticleView(**fields, passages=[(p.passage_id, (p.start, p.end)) for p in passages])
 
     def stats(self) -> IndexStats:

@@ -27,8 +27,18 @@ def test_ask_json_puts_china_kazakhstan_first(news_settings: Settings) -> None:
     hits = json.loads(result.stdout)
     assert len(hits) == 3
     assert hits[0]["article_id"] == "china-kazakhstan-cooperation.txt"
-    assert set(hits[0]) == {"rank", "score", "passage_id", "article_id", "title", "text", "date", "source", "url",
-                            "offsets"}
+    assert set(hits[0]) == {
+        "rank",
+        "score",
+        "passage_id",
+        "article_id",
+        "title",
+        "text",
+        "date",
+        "source",
+        "url",
+        "offsets",
+    }
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
@@ -56,11 +66,14 @@ def test_missing_index_names_the_build_command(tmp_path: Path) -> None:
 
 
 def test_index_command_summarises_and_reports_skips(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path / "corpus", {
-        "a.txt": "Tea harvest\n\nFarmers in the hills picked a record tea harvest this spring.",
-        "feed.jsonl": '{"id": "j1", "title": "Rail", "text": "A new railway line opened."}\n{"id": broken\n',
-        "bin.txt": b"\x00\x00",
-    })
+    corpus = write_corpus(
+        tmp_path / "corpus",
+        {
+            "a.txt": "Tea harvest\n\nFarmers in the hills picked a record tea harvest this spring.",
+            "feed.jsonl": '{"id": "j1", "title": "Rail", "text": "A new railway line opened."}\n{"id": broken\n',
+            "bin.txt": b"\x00\x00",
+        },
+    )
     index = tmp_path / "index"
     result = run("semsearch", "index", str(corpus), "--index", str(index))
     assert result.returncode == 0, result.stderr

@@ -20,11 +20,14 @@ def read(root: Path) -> tuple[dict[str, object], ReadReport]:
 
 
 def test_plain_text_and_markdown(tmp_path: Path) -> None:
-    root = write_corpus(tmp_path, {
-        "a.txt": "\n\nHeadline here\n\nFirst paragraph.\n\nSecond paragraph.\n",
-        "sub/b.md": "# Markdown title\n\nBody text.",
-        "sub/c.txt": "Only a title\n\n",
-    })
+    root = write_corpus(
+        tmp_path,
+        {
+            "a.txt": "\n\nHeadline here\n\nFirst paragraph.\n\nSecond paragraph.\n",
+            "sub/b.md": "# Markdown title\n\nBody text.",
+            "sub/c.txt": "Only a title\n\n",
+        },
+    )
     articles, report = read(root)
     assert set(articles) == {"a.txt", "sub/b.md"}
     a = articles["a.txt"]
@@ -35,8 +38,18 @@ def test_plain_text_and_markdown(tmp_path: Path) -> None:
 
 def test_jsonl_keeps_fields_and_skips_malformed_lines(tmp_path: Path) -> None:
     lines = [
-        json.dumps({"_id": "x1", "title": "T1", "text": "Body one", "date": "2012-05-01 19:05:31",
-                    "source": "GV", "url": "http://e/1", "author": "A", "categories": ["c"]}),
+        json.dumps(
+            {
+                "_id": "x1",
+                "title": "T1",
+                "text": "Body one",
+                "date": "2012-05-01 19:05:31",
+                "source": "GV",
+                "url": "http://e/1",
+                "author": "A",
+                "categories": ["c"],
+            }
+        ),
         '{"id": "broken", "text": ',
         json.dumps({"title": "No id", "body": "Body two", "date": "2 May 2012"}),
         json.dumps({"id": "notext", "title": "T"}),
@@ -49,7 +62,13 @@ def test_jsonl_keeps_fields_and_skips_malformed_lines(tmp_path: Path) -> None:
     assert set(articles) == {"x1", "feed.jsonl:3"}
     x1 = articles["x1"]
     assert (x1.title, x1.body, x1.date, x1.source, x1.url, x1.author) == (
-        "T1", "Body one", "2012-05-01T19:05:31", "GV", "http://e/1", "A")
+        "T1",
+        "Body one",
+        "2012-05-01T19:05:31",
+        "GV",
+        "http://e/1",
+        "A",
+    )
     assert x1.metadata == {"categories": ["c"]}
     assert articles["feed.jsonl:3"].date == "2012-05-02"
     where = {s.where.rsplit("/", 1)[-1]: s.reason for s in report.skipped}
@@ -60,21 +79,27 @@ def test_jsonl_keeps_fields_and_skips_malformed_lines(tmp_path: Path) -> None:
 
 
 def test_json_object_and_list(tmp_path: Path) -> None:
-    root = write_corpus(tmp_path, {
-        "one.json": json.dumps({"title": "Single", "content": "Text"}),
-        "many.json": json.dumps([{"id": 7, "text": "Seven"}, {"text": "Eight"}]),
-        "bad.json": "{not json",
-    })
+    root = write_corpus(
+        tmp_path,
+        {
+            "one.json": json.dumps({"title": "Single", "content": "Text"}),
+            "many.json": json.dumps([{"id": 7, "text": "Seven"}, {"text": "Eight"}]),
+            "bad.json": "{not json",
+        },
+    )
     articles, report = read(root)
     assert set(articles) == {"one.json", "7", "many.json:1"}
     assert [s.reason.split(":")[0] for s in report.skipped] == ["malformed JSON"]
 
 
 def test_csv_rows(tmp_path: Path) -> None:
-    root = write_corpus(tmp_path, {
-        "news.csv": 'id,title,text,date,source\n1,First,"Body, with comma",2012-05-01,S\n2,Second,,2012-05-02,S\n'
-                    '3,Third,Body three,2012-05-03,S,extra\n',
-    })
+    root = write_corpus(
+        tmp_path,
+        {
+            "news.csv": 'id,title,text,date,source\n1,First,"Body, with comma",2012-05-01,S\n2,Second,,2012-05-02,S\n'
+            "3,Third,Body three,2012-05-03,S,extra\n",
+        },
+    )
     articles, report = read(root)
     assert set(articles) == {"1"}
     assert articles["1"].body == "Body, with comma" and articles["1"].date == "2012-05-01"
@@ -95,15 +120,18 @@ def test_html_uses_title_and_paragraphs(tmp_path: Path) -> None:
 
 
 def test_bad_files_are_reported_and_skipped(tmp_path: Path) -> None:
-    root = write_corpus(tmp_path, {
-        "good.txt": "Title\n\nBody",
-        "binary.txt": b"\x00\x01\x02binary",
-        "latin1.txt": "Caf\xe9 title\n\nBody".encode("latin-1"),
-        "empty.txt": "  \n",
-        "image.png": b"\x89PNG",
-        "README.md": "# Not an article\n\ntext",
-        ".hidden.txt": "Hidden\n\ntext",
-    })
+    root = write_corpus(
+        tmp_path,
+        {
+            "good.txt": "Title\n\nBody",
+            "binary.txt": b"\x00\x01\x02binary",
+            "latin1.txt": "Caf\xe9 title\n\nBody".encode("latin-1"),
+            "empty.txt": "  \n",
+            "image.png": b"\x89PNG",
+            "README.md": "# Not an article\n\ntext",
+            ".hidden.txt": "Hidden\n\ntext",
+        },
+    )
     (root / "dangling.txt").symlink_to(root / "missing-target.txt")
     articles, report = read(root)
     assert set(articles) == {"good.txt", "latin1.txt"}

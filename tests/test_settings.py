@@ -9,8 +9,12 @@ from index.settings import Settings, describe
 
 
 def test_environment_and_overrides() -> None:
-    env = {"SEMSEARCH_INDEX": "/tmp/x", "SEMSEARCH_EMBED_TITLE": "false", "SEMSEARCH_THREADS": "3",
-           "SEMSEARCH_IGNORE": "*.bak, drafts"}
+    env = {
+        "SEMSEARCH_INDEX": "/tmp/x",
+        "SEMSEARCH_EMBED_TITLE": "false",
+        "SEMSEARCH_THREADS": "3",
+        "SEMSEARCH_IGNORE": "*.bak, drafts",
+    }
     settings = Settings.from_env(env, threads=1, index=None)
     assert settings.index == Path("/tmp/x")
     assert settings.embed_title is False

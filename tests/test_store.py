@@ -117,11 +117,16 @@ def test_failed_builds_leave_the_index_untouched(small_settings: Settings, embed
     def interrupt(_total: int):  # stands in for Ctrl-C in the middle of embedding
         def update(_n: int) -> None:
             raise KeyboardInterrupt
+
         return update
 
     with pytest.raises(KeyboardInterrupt):
-        build_index([write_corpus(tmp_path / "other", {"x.txt": "X\n\nSomething else entirely."})],
-                    small_settings, embedder=embedder, progress=interrupt)
+        build_index(
+            [write_corpus(tmp_path / "other", {"x.txt": "X\n\nSomething else entirely."})],
+            small_settings,
+            embedder=embedder,
+            progress=interrupt,
+        )
 
     after = Searcher.open(small_settings, embedder)
     try:
@@ -141,8 +146,11 @@ def test_empty_corpus_writes_no_index(tmp_path: Path, base_settings: Settings, e
 
 def test_rebuild_replaces_generation(small_settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
     old = current_generation(small_settings.index)
-    build_index([write_corpus(tmp_path / "c2", {"only.txt": "Only\n\nA single article about tea."})],
-                small_settings, embedder=embedder)
+    build_index(
+        [write_corpus(tmp_path / "c2", {"only.txt": "Only\n\nA single article about tea."})],
+        small_settings,
+        embedder=embedder,
+    )
     new = current_generation(small_settings.index)
     assert new != old and not old.exists()
     searcher = Searcher.open(small_settings, embedder)

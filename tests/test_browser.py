@@ -1,0 +1,70 @@
+"""The search page in a real headless Chromium (Debian's), driven by Playwright, keyboard only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: run `apt-get install chromium` (.ci/run does)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def test_typing_a_question_shows_china_kazakhstan_first(page: Page, live_server: str) -> None:
+    page.goto(live_server + "/")
+    expect(page.locator("#q")).to_be_focused()
+    page.keyboard.type("energy cooperation in Central Asia")
+    page.keyboard.press("Enter")
+    first = page.locator("#results li").first
+    expect(first.locator(".title")).to_have_text("China and Kazakhstan strengthen cooperation for mutual growth")
+    expect(first.locator(".meta")).to_contain_text("score")
+    expect(first.locator(".passage")).not_to_be_empty()
+    expect(page.locator("#results li")).to_have_count(10)
+    # The title links to the whole article; follow it with the keyboard.
+    first.locator(".title").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#article h2")).to_have_text("China and Kazakhstan strengthen cooperation for mutual growth")
+    expect(page.locator("#article p").first).to_contain_text("pragmatic cooperation")
+
+
+def test_empty_query_shows_a_message(page: Page, live_server: str) -> None:
+    page.goto(live_server + "/")
+    page.keyboard.type("   ")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text("Type a question to search.")
+    expect(page.locator("#results li")).to_have_count(0)
+
+
+def test_markup_in_results_is_shown_as_text(page: Page, live_server: str) -> None:
+    page.goto(live_server + "/?q=" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E%20Kenya%20interns")
+    expect(page.locator("#results li").first).to_be_visible()
+    assert page.locator("#results img").count() == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -74,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--index", type=Path, default=None, help="index of the bundled corpus")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
-    settings = load_settings(index=args.index or os.environ.get("SEMSEARCH_INDEX"))
+    settings = load_settings(index=args.index)
     searcher = Searcher.open(settings)
     try:
         searcher.search("warm-up", k=1)

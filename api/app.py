@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse
 
 from api.errors import BodyLimitMiddleware, NotFound, ServiceUnavailable, install_error_handlers
 from api.schemas import (
-    MAX_K,
     QUERY_HELP,
     QUERY_SCHEMA,
     ArticleOut,
@@ -29,7 +28,7 @@ from api.schemas import (
 )
 from index.errors import SemsearchError
 from index.settings import Settings
-from search.searcher import Searcher
+from search.searcher import MAX_K, Searcher
 
 MAX_BODY_BYTES = 64 * 1024
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -116,15 +115,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/stats", response_model=StatsOut, summary="What the loaded index holds")
     def stats(engine: SearcherDep) -> StatsOut:
-        s = engine.stats()
-        return StatsOut(
-            articles=s.articles,
-            passages=s.passages,
-            model=s.model,
-            index_type=s.index_type,
-            built_at=s.built_at,
-            index_bytes=s.disk_bytes,
-            generation=s.generation,
-        )
+        return StatsOut(**asdict(engine.stats()))
 
     return app

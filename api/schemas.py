@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from index.errors import EmptyQueryError
+from search.searcher import MAX_K, clean_query
+
 MAX_QUERY_CHARS = 1000
-MAX_K = 100
 QUERY_HELP = "The question: 1 to 1,000 characters after trimming, not only whitespace or control characters."
 # Documented in the schema; enforced (with clearer messages) by the validators.
 QUERY_SCHEMA: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}
@@ -24,12 +26,13 @@ class SearchRequest(BaseModel):
     def _query_length(cls, value: str) -> str:
         if "\x00" in value:
             raise ValueError("query must not contain NUL characters")
-        trimmed = value.strip()
-        if not trimmed:
-            raise ValueError("query is empty: give 1 to 1000 characters")
-        if len(trimmed) > MAX_QUERY_CHARS:
-            raise ValueError(f"query is {len(trimmed)} characters long: give at most {MAX_QUERY_CHARS}")
-        return trimmed
+        try:
+            cleaned = clean_query(value)
+        except EmptyQueryError:
+            raise ValueError(f"query is empty: give 1 to {MAX_QUERY_CHARS} characters") from None
+        if len(cleaned) > MAX_QUERY_CHARS:
+            raise ValueError(f"query is {len(cleaned)} characters long: give at most {MAX_QUERY_CHARS}")
+        return cleaned
 
 
 class HitOut(BaseModel):

@@ -58,7 +58,6 @@ class ReadReport:
 
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    files_read: int = 0
 
     def skip(self, where: str, reason: str) -> None:
         self.skipped.append(Skipped(where, reason))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -94,7 +93,3 @@ def check_format(manifest: Manifest, where: Path) -> None:
             f"The index at {where} has format version {manifest.format_version}; this semsearch reads "
             f"version {FORMAT_VERSION}. Rebuild it with `semsearch index PATH`."
         )
-
-
-def model_record(info: ModelInfo) -> Mapping[str, str]:
-    return asdict(info)

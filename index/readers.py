@@ -56,7 +56,6 @@ def read_file(path: Path, rel: str, report: ReadReport) -> Iterator[Article]:
     text = _decode(path, report)
     if text is None:
         return
-    report.files_read += 1
     if suffix in (".txt", ".md"):
         article = _from_plain(text, rel, str(path), markdown=suffix == ".md")
         if article is None:

@@ -36,7 +36,7 @@ class IndexStats:
     model: dict[str, str]
     index_type: str
     built_at: str
-    disk_bytes: int
+    index_bytes: int
     generation: str
 
 
@@ -123,7 +123,7 @@ class Searcher:
             model=m.model,
             index_type=m.index_type,
             built_at=m.built_at,
-            disk_bytes=self.index.disk_bytes(),
+            index_bytes=self.index.disk_bytes(),
             generation=self.index.generation.name,
         )
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The fields of a hit, in the CLI's --json output and the HTTP API alike.
+HIT_FIELDS = {"rank", "score", "passage_id", "article_id", "title", "text", "date", "source", "url", "offsets"}
+
 
 def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
     """Create a small corpus folder from {relative path: content}."""

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import MAX_BODY_BYTES, create_app
 from index.settings import Settings
+from tests.helpers import HIT_FIELDS
 
 CK = "china-kazakhstan-cooperation.txt"
 
@@ -36,18 +37,7 @@ def test_get_search_puts_china_kazakhstan_first(client: TestClient) -> None:
     assert set(body) == {"query", "took_ms", "hits"}
     assert body["query"] == "energy cooperation in Central Asia" and body["took_ms"] > 0
     assert len(body["hits"]) == 3 and body["hits"][0]["article_id"] == CK
-    assert set(body["hits"][0]) == {
-        "rank",
-        "score",
-        "passage_id",
-        "article_id",
-        "title",
-        "text",
-        "date",
-        "source",
-        "url",
-        "offsets",
-    }
+    assert set(body["hits"][0]) == HIT_FIELDS
 
 
 def test_post_search_matches_get(client: TestClient) -> None:

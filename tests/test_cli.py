@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from index.settings import Settings
-from tests.helpers import write_corpus
+from tests.helpers import HIT_FIELDS, write_corpus
 
 BIN = Path(sys.executable).parent
 
@@ -27,18 +27,7 @@ def test_ask_json_puts_china_kazakhstan_first(news_settings: Settings) -> None:
     hits = json.loads(result.stdout)
     assert len(hits) == 3
     assert hits[0]["article_id"] == "china-kazakhstan-cooperation.txt"
-    assert set(hits[0]) == {
-        "rank",
-        "score",
-        "passage_id",
-        "article_id",
-        "title",
-        "text",
-        "date",
-        "source",
-        "url",
-        "offsets",
-    }
+    assert set(hits[0]) == HIT_FIELDS
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 

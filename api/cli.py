@@ -63,7 +63,39 @@ index_option = click.option(
 )
 
 
-@click.group(help="Semantic search over news articles.")
+PLUGIN_GROUP = "semsearch.commands"
+ARGV_KEY = "semsearch.argv"
+
+
+class _Commands(click.Group):
+    """Built-in commands plus those other installed packages register under the `semsearch.commands`
+    entry point (e.g. `bench` from benchmarks/), loaded only when named or listed."""
+
+    def _plugins(self) -> dict[str, Any]:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        raw = list(args)
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta.setdefault(ARGV_KEY, raw)  # the command line as typed, for records of a run
+        return ctx
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in (plugins := self._plugins()):
+            loaded = plugins[cmd_name].load()
+            command = loaded if isinstance(loaded, click.Command) else None
+        return command
+
+
+@click.group(cls=_Commands, help="Semantic search over news articles.")
 def main() -> None:
     pass
 

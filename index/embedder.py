@@ -119,6 +119,10 @@ class Embedder:
         """One normalised query embedding, shape (1, dimension)."""
         return self._encode([text], 1)
 
+    def embed_queries(self, texts: Sequence[str], batch_size: int = 64) -> Vectors:
+        """Normalised embeddings of many queries at once, in input order (one row each)."""
+        return self.embed_documents(texts, batch_size)
+
     def _encode(self, texts: list[str], batch_size: int) -> Vectors:
         import torch
 

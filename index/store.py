@@ -255,6 +255,11 @@ class StoredIndex:
         scores, ids = self._vectors.search(queries, min(k, max(1, self.size)))
         return scores, ids
 
+    def stored_vectors(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(passage ids, their vectors) as held by the vector index, in insertion order."""
+        ids = faiss.vector_to_array(self._vectors.id_map).astype(np.int64)
+        return ids, np.vstack([self._vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
     def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
         if not ids:
             return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,11 @@ from search.results import ArticleView, Hit
 MAX_K = 100
 # Passages fetched from the vector index before article context re-orders them.
 MIN_CANDIDATES = 64
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}")
 
 
 def clean_query(query: str) -> str:
@@ -63,10 +69,19 @@ class Searcher:
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """The k passages closest to `query`, best first."""
-        if not 1 <= k <= MAX_K:
-            raise ValueError(f"k must be between 1 and {MAX_K}")
+        _check_k(k)
         vector = self.embedder.embed_query(clean_query(query))
-        found = self._rank(vector, k)
+        return self._hits(self.rank(vector, k)[0])
+
+    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        """`search` for many queries: one encoding batch and one vector-index call for all of them."""
+        _check_k(k)
+        if not queries:
+            return []
+        vectors = self.embedder.embed_queries([clean_query(q) for q in queries])
+        return [self._hits(found) for found in self.rank(vectors, k)]
+
+    def _hits(self, found: list[tuple[float, int]]) -> list[Hit]:
         rows = self.index.passages([i for _, i in found])
         hits = []
         for rank, (score, pid) in enumerate(found, start=1):
@@ -87,23 +102,26 @@ class Searcher:
             )
         return hits
 
-    def _rank(self, vector: npt.NDArray[np.float32], k: int) -> list[tuple[float, int]]:
-        """(score, passage id), best first: passage similarity blended with its article's.
+    def rank(self, vectors: npt.NDArray[np.float32], k: int) -> list[list[tuple[float, int]]]:
+        """Per query row, (score, passage id) best first: passage similarity blended with its article's.
 
         An article's vector is the mean of its passages, so a passage from an article that is about
         the question as a whole outranks an equally close passage from an article that is not.
         """
         weight = self.article_weight
         depth = k if weight == 0 else max(MIN_CANDIDATES, 4 * k)
-        scores, ids = self.index.search(vector, depth)
-        keep = ids[0] >= 0
-        passage_scores, passage_ids = scores[0][keep], ids[0][keep]
-        if weight > 0:
-            owners = self.index.passage_articles[passage_ids]
-            article_scores = self.index.article_vectors[owners] @ vector[0]
-            passage_scores = (1 - weight) * passage_scores + weight * article_scores
-        order = np.argsort(-passage_scores, kind="stable")[:k]
-        return [(float(passage_scores[i]), int(passage_ids[i])) for i in order]
+        all_scores, all_ids = self.index.search(vectors, depth)
+        ranked = []
+        for vector, scores, ids in zip(vectors, all_scores, all_ids, strict=True):
+            keep = ids >= 0
+            passage_scores, passage_ids = scores[keep], ids[keep]
+            if weight > 0:
+                owners = self.index.passage_articles[passage_ids]
+                article_scores = self.index.article_vectors[owners] @ vector
+                passage_scores = (1 - weight) * passage_scores + weight * article_scores
+            order = np.argsort(-passage_scores, kind="stable")[:k]
+            ranked.append([(float(passage_scores[i]), int(passage_ids[i])) for i in order])
+        return ranked
 
     def article(self, article_id: str) -> ArticleView | None:
         found = self.index.article(article_id)

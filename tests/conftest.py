@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from benchmarks.server import serve_index
 from index.builder import build_index
 from index.embedder import Embedder
 from index.settings import REPO_ROOT, Settings
@@ -47,37 +47,5 @@ def news_searcher(news_settings: Settings, embedder: Embedder) -> Iterator[Searc
 @pytest.fixture(scope="session")
 def live_server(news_settings: Settings) -> Iterator[str]:
     """A real `semsearch serve` (uvicorn) process on a free loopback port; yields its base URL."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}
-    env["SEMSEARCH_INDEX"] = str(news_settings.index)
-    command = [str(Path(sys.executable).parent / "semsearch"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read() if process.stderr else ''}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).json().get("index_loaded"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not load its index within 180 s")
-            time.sleep(0.3)
+    with serve_index(news_settings.index) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from index.settings import REPO_ROOT
 
 # The fields of a hit, in the CLI's --json output and the HTTP API alike.
 HIT_FIELDS = {"rank", "score", "passage_id", "article_id", "title", "text", "date", "source", "url", "offsets"}
@@ -17,4 +20,23 @@ def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8")
+    return folder
+
+
+def write_beir(folder: Path, records: int) -> Path:
+    """A small BEIR folder: the first `records` paragraphs of the shipped SQuAD dev set and their questions."""
+    source = REPO_ROOT / "data" / "eval" / "squad-v1.1-dev"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = source.joinpath("corpus.jsonl").read_text(encoding="utf-8").splitlines()[:records]
+    ids = {json.loads(line)["_id"] for line in lines}
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    qrels = [row for row in source.joinpath("qrels.tsv").read_text().splitlines()[1:] if row.split("\t")[1] in ids]
+    (folder / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n", encoding="utf-8")
+    wanted = {row.split("\t")[0] for row in qrels}
+    queries = [
+        line
+        for line in source.joinpath("queries.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(line)["_id"] in wanted
+    ]
+    (folder / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
     return folder

@@ -1,4 +1,4 @@
-"""Imports go api -> search -> index, never back: an AST walk over every module."""
+"""Imports go benchmarks -> api -> search -> index, never back: an AST walk over every module."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from index.settings import REPO_ROOT
 
-LAYERS = {"index": 0, "search": 1, "api": 2}
+LAYERS = {"index": 0, "search": 1, "api": 2, "benchmarks": 3}
 
 
 def imported_packages(path: Path) -> set[str]:

@@ -1,0 +1,189 @@
+"""Approximate-search recall and latency: the engine's index type and candidate settings against exact search.
+
+Sizes: the real corpus (its passage vectors, real questions as queries) and seeded synthetic sets of
+clustered, L2-normalised vectors. Recall@10 is the share of the exact top 10 that an index returns.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.report import markdown_table, new_figure, save_figure
+from benchmarks.timing import latency_summary, time_calls
+from index.builder import INDEX_TYPE
+
+Matrix = npt.NDArray[np.float32]
+K = 10
+
+
+def synthetic_vectors(count: int, dim: int, seed: int, clusters: int | None = None) -> tuple[Matrix, Matrix]:
+    """`count` base vectors and 500 queries from one seeded mixture of Gaussian clusters, L2-normalised.
+
+    Each point is a random unit centre plus isotropic noise of about the centre's length, so a point's
+    cosine to its centre is about 0.7 (like a passage to its topic) and clusters overlap at the edges.
+    """
+    rng = np.random.default_rng(seed)
+    clusters = clusters or max(8, count // 1000)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = np.float32(1.0 / math.sqrt(dim))
+
+    def draw(n: int) -> Matrix:
+        out = np.empty((n, dim), dtype=np.float32)
+        for lo in range(0, n, 100_000):
+            hi = min(n, lo + 100_000)
+            block = centres[rng.integers(clusters, size=hi - lo)]
+            block += rng.standard_normal((hi - lo, dim), dtype=np.float32) * noise
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            out[lo:hi] = block
+        return out
+
+    return draw(count), draw(500)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One index setting: a FAISS factory string and the search-time knob swept over."""
+
+    factory: str
+    knob: str | None = None
+    values: tuple[int, ...] = ()
+
+
+def engine_factory() -> str:
+    """The index type the engine builds now, without the id-map wrapper."""
+    return INDEX_TYPE.removeprefix("IDMap2,")
+
+
+def candidates(count: int, hnsw_max: int) -> list[Candidate]:
+    """Exact search, IVF with about sqrt(n) lists (each with at least 39 training points), HNSW up to hnsw_max."""
+    found = [Candidate("Flat")]
+    nlist = 2 ** round(math.log2(max(16, math.sqrt(count))))
+    while nlist > 16 and count < 39 * nlist:
+        nlist //= 2
+    if count >= 39 * nlist:
+        found.append(Candidate(f"IVF{nlist},Flat", "nprobe", tuple(v for v in (1, 4, 8, 16, 32, 64) if v <= nlist)))
+    if count <= hnsw_max:
+        found.append(Candidate("HNSW32,Flat", "efSearch", (16, 32, 64, 128)))
+    return found
+
+
+def exact_top(base: Matrix, queries: Matrix, k: int = K) -> npt.NDArray[np.int64]:
+    import faiss
+
+    _, ids = faiss.knn(queries, base, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return np.asarray(ids, dtype=np.int64)
+
+
+def recall_at(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64], k: int = K) -> float:
+    """Mean share of each query's true top k that `found` holds in its top k."""
+    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits))
+
+
+def measure_candidate(
+    candidate: Candidate, base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], runs: int, seed: int
+) -> list[dict[str, Any]]:
+    import faiss
+
+    index = faiss.index_factory(base.shape[1], candidate.factory, faiss.METRIC_INNER_PRODUCT)
+    started = time.perf_counter()
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = min(len(base), 64 * int(candidate.factory.split(",")[0].removeprefix("IVF")))
+        index.train(base[np.sort(rng.choice(len(base), size=sample, replace=False))])
+    index.add(base)
+    build_seconds = time.perf_counter() - started
+    rows = []
+    timed = [queries[i : i + 1] for i in range(min(200, len(queries)))]
+    values: tuple[int | None, ...] = candidate.values or (None,)
+    for value in values:
+        tuned: Any = faiss.downcast_index(index)
+        if candidate.knob == "nprobe" and value is not None:
+            tuned.nprobe = value
+        elif candidate.knob == "efSearch" and value is not None:
+            tuned.hnsw.efSearch = value
+        _, found = index.search(queries, K)
+        per_run = [latency_summary(time_calls(lambda q: index.search(q, K), timed)) for _ in range(runs)]
+        rows.append(
+            {
+                "index": candidate.factory,
+                "param": f"{candidate.knob}={value}" if candidate.knob else "",
+                "recall@10": round(recall_at(found, truth), 4),
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in per_run), 3),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in per_run), 3),
+                "build_seconds": round(build_seconds, 2),
+                "engine_choice": candidate.factory == engine_factory(),
+            }
+        )
+    return rows
+
+
+def measure_size(label: str, base: Matrix, queries: Matrix, runs: int, seed: int, hnsw_max: int) -> dict[str, Any]:
+    truth = exact_top(base, queries)
+    rows = []
+    for candidate in candidates(len(base), hnsw_max):
+        print(f"{label}: {candidate.factory}", file=sys.stderr)
+        rows.extend(measure_candidate(candidate, base, queries, truth, runs, seed))
+    return {"label": label, "vectors": len(base), "queries": len(queries), "rows": rows}
+
+
+def ann_markdown(record: Mapping[str, Any]) -> str:
+    headers = ["vectors", "index", "search param", "recall@10", "p50 ms", "p99 ms", "build s", "engine's choice"]
+    rows = [
+        [
+            size["label"],
+            r["index"],
+            r["param"],
+            r["recall@10"],
+            r["p50_ms"],
+            r["p99_ms"],
+            r["build_seconds"],
+            "yes" if r["engine_choice"] else "",
+        ]
+        for size in record["sizes"]
+        for r in size["rows"]
+    ]
+    return (
+        f"Recall@10 against exact inner-product search; latency of one query at a time "
+        f"(median of {record['runs']} runs over 200 queries). Synthetic sets: seed {record['seed']}, "
+        f"{record['dimension']} dimensions, clustered, L2-normalised. HNSW is built only up to "
+        f"{record['hnsw_max']:,} vectors (its build takes too long on two cores beyond that).\n\n"
+        + markdown_table(headers, rows)
+    )
+
+
+def ann_plot(record: Mapping[str, Any], path: Path) -> None:
+    fig, ax = new_figure("Recall@10 vs latency per index setting", "p50 per query (ms, log)", "recall@10")
+    ax.set_xscale("log")
+    for size in record["sizes"]:
+        by_index: dict[str, list[Mapping[str, Any]]] = {}
+        for row in size["rows"]:
+            by_index.setdefault(row["index"], []).append(row)
+        for name, rows in by_index.items():
+            ax.plot(
+                [r["p50_ms"] for r in rows],
+                [r["recall@10"] for r in rows],
+                marker="o",
+                label=f"{size['label']}: {name}",
+            )
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def size_label(count: int) -> str:
+    if count >= 1_000_000 and count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M synthetic"
+    if count >= 1000 and count % 1000 == 0:
+        return f"{count // 1000}k synthetic"
+    return f"{count} synthetic"

@@ -1,0 +1,465 @@
+"""`semsearch bench quality|latency|indexing|ann|results`: the measuring instrument, as CLI commands.
+
+Registered with the `semsearch` command through the `semsearch.commands` entry point, so `api/` never
+imports this package. Every command writes NAME.json, NAME.md and NAME.png into --out, prints the
+Markdown table, and with --check compares the run with benchmarks/expected/NAME.json (exit 1 on FAIL).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from api.cli import ARGV_KEY, handle_errors, load_settings
+from benchmarks.datasets import SQUAD_DEV
+from benchmarks.report import EXPECTED_DIR, RESULTS_DIR
+from benchmarks.workspace import WORK_DIR
+from index.settings import REPO_ROOT, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+BENCHMARKS = ("quality", "latency", "indexing", "ann")
+NEWS = REPO_ROOT / "data" / "news"
+
+
+def common_options(func: F) -> F:
+    """--out, --json, --seed, --work-dir and --check, shared by every benchmark."""
+    options = [
+        click.option(
+            "--out",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=WORK_DIR / "results",
+            show_default=True,
+            help="Folder for NAME.json, NAME.md and NAME.png.",
+        ),
+        click.option(
+            "--json",
+            "json_out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Also write the JSON record here.",
+        ),
+        click.option("--seed", type=int, default=13, show_default=True, help="Seed for every sample."),
+        click.option(
+            "--work-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=WORK_DIR,
+            show_default=True,
+            help="Cache of benchmark indexes (reused while corpus, model and settings are unchanged).",
+        ),
+        click.option("--check", is_flag=True, help="Compare with the expected figures; exit 1 on a FAIL."),
+        click.option(
+            "--expected",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Expected figures for --check (default: benchmarks/expected/NAME.json).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings_record(settings: Settings) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
+
+
+def finish(
+    name: str, record: dict[str, Any], out: Path, json_out: Path | None, check: bool, expected: Path | None
+) -> None:
+    from benchmarks.environment import environment
+    from benchmarks.report import check_figures, load_expected, write_outputs
+
+    settings: Settings = record.pop("_settings")
+    record["environment"] = environment(settings)
+    record["settings"] = _settings_record(settings)
+    body, plot = _RENDER[name]
+    text = body(record)
+    written = write_outputs(out, name, record, text, lambda path: plot(record, path))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(json_out)
+    click.echo(text)
+    click.echo("Wrote " + ", ".join(map(str, written)), err=True)
+    if check:
+        lines = check_figures(record, load_expected(expected or EXPECTED_DIR / f"{name}.json"))
+        for line in lines:
+            click.echo(str(line))
+        failed = sum(not line.ok for line in lines)
+        click.echo(f"{len(lines) - failed} OK, {failed} FAIL")
+        if failed:
+            sys.exit(1)
+
+
+def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Callable[[Mapping[str, Any], Path], None]]]:
+    from benchmarks.ann import ann_markdown, ann_plot
+    from benchmarks.indexing import indexing_markdown, indexing_plot
+    from benchmarks.latency import latency_markdown, latency_plot
+    from benchmarks.quality import quality_markdown, quality_plot
+
+    return {
+        "quality": (quality_markdown, quality_plot),
+        "latency": (latency_markdown, latency_plot),
+        "indexing": (indexing_markdown, indexing_plot),
+        "ann": (ann_markdown, ann_plot),
+    }
+
+
+class _Renderers(dict[str, Any]):
+    """Imports the renderers (and matplotlib's helpers) on first use only."""
+
+    def __missing__(self, key: str) -> Any:
+        self.update(_render_table())
+        return self[key]
+
+
+_RENDER = _Renderers()
+
+
+def base_record(name: str, settings: Settings, seed: int) -> dict[str, Any]:
+    argv = click.get_current_context().meta.get(ARGV_KEY, sys.argv[1:])
+    return {"benchmark": name, "command": ["semsearch", *argv], "seed": seed, "_settings": settings}
+
+
+def index_record(settings: Settings, corpus: str) -> dict[str, Any]:
+    from index.store import open_index
+
+    stored = open_index(settings.index, verify=False)
+    try:
+        manifest = stored.manifest
+        return {
+            "path": str(settings.index),
+            "corpus": corpus,
+            "articles": manifest.counts["articles"],
+            "passages": manifest.counts["passages"],
+            "index_type": manifest.index_type,
+            "model": manifest.model,
+        }
+    finally:
+        stored.close()
+
+
+@click.group("bench", help="Measure retrieval quality, latency, indexing speed and ANN recall.")
+def bench() -> None:
+    pass
+
+
+@bench.command("quality", help="Recall@1/5/10/100, MRR@10 and nDCG@10 per retrieval mode on a BEIR data set.")
+@click.option(
+    "--dataset",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SQUAD_DEV,
+    show_default=True,
+    help="BEIR folder: corpus.jsonl, queries.jsonl, qrels.tsv.",
+)
+@click.option("--mode", "modes", multiple=True, help="Retrieval mode (repeatable); default: every mode.")
+@click.option(
+    "--queries",
+    "query_count",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Seeded sample of this many queries; 0 = all.",
+)
+@click.option(
+    "--records",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Index a seeded slice of this many corpus records (with the queries judged on them); 0 = all.",
+)
+@click.option("--latency-queries", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Latency runs.")
+@common_options
+@handle_errors
+def quality(
+    dataset: Path,
+    modes: tuple[str, ...],
+    query_count: int,
+    records: int,
+    latency_queries: int,
+    runs: int,
+    out: Path,
+    json_out: Path | None,
+    seed: int,
+    work_dir: Path,
+    check: bool,
+    expected: Path | None,
+) -> None:
+    from benchmarks.datasets import corpus_slice, load_beir
+    from benchmarks.quality import MODES, measure_quality
+    from benchmarks.workspace import cached_index
+    from index.embedder import Embedder
+    from search.searcher import Searcher
+
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}; modes: {', '.join(MODES)}", param_hint="--mode")
+    settings = load_settings()
+    data = load_beir(dataset)
+    if records:
+        data = corpus_slice(data, records, seed, work_dir / f"slice-{data.digest[:12]}-{records}-{seed}")
+    embedder = Embedder.load(settings)
+    index_settings = cached_index("quality", [data.corpus], settings, work_dir, embedder)
+    searcher = Searcher.open(index_settings, embedder)
+    try:
+        figures = measure_quality(data, searcher, modes or MODES, seed, query_count, latency_queries, runs)
+    finally:
+        searcher.close()
+    record = base_record("quality", index_settings, seed)
+    record.update(dataset=data.describe(), index=index_record(index_settings, str(data.corpus)), **figures)
+    finish("quality", record, out, json_out, check, expected)
+
+
+@bench.command("latency", help="p50/p95/p99 in-process (encode, vector search, search) and over HTTP.")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, path_type=Path),
+    default=NEWS,
+    show_default=True,
+    help="Articles to index (cached) and query.",
+)
+@click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Query this existing index instead of building one from --corpus.",
+)
+@click.option(
+    "--dataset",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SQUAD_DEV,
+    show_default=True,
+    help="BEIR folder whose questions are the query load.",
+)
+@click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--concurrency", default="1,4,16", show_default=True, help="HTTP client counts, comma-separated.")
+@click.option(
+    "--requests",
+    "max_requests",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="At most this many HTTP requests per run.",
+)
+@click.option(
+    "--seconds",
+    "max_seconds",
+    type=click.FloatRange(0.1),
+    default=20.0,
+    show_default=True,
+    help="At most this long per HTTP run.",
+)
+@common_options
+@handle_errors
+def latency(
+    corpus: Path,
+    index_dir: Path | None,
+    dataset: Path,
+    query_count: int,
+    runs: int,
+    concurrency: str,
+    max_requests: int,
+    max_seconds: float,
+    out: Path,
+    json_out: Path | None,
+    seed: int,
+    work_dir: Path,
+    check: bool,
+    expected: Path | None,
+) -> None:
+    from benchmarks.datasets import load_beir, sample_queries
+    from benchmarks.latency import in_process, over_http
+    from benchmarks.server import serve_index
+    from benchmarks.workspace import cached_index
+    from index.embedder import Embedder
+    from search.searcher import Searcher
+
+    try:
+        levels = [int(part) for part in concurrency.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{concurrency!r} is not a comma-separated list of integers", param_hint="--concurrency"
+        ) from None
+    if not levels or min(levels) < 1:
+        raise click.BadParameter("give at least one client count >= 1", param_hint="--concurrency")
+    settings = load_settings(index=index_dir)
+    texts = [text for _, text in sample_queries(load_beir(dataset), query_count, seed)]
+    embedder = Embedder.load(settings)
+    if index_dir is None:
+        settings = cached_index("latency", [corpus], settings, work_dir, embedder)
+    searcher = Searcher.open(settings, embedder)
+    try:
+        stages = in_process(searcher, texts, runs)
+    finally:
+        searcher.close()
+    with serve_index(settings.index) as base:
+        http = over_http(base, texts, levels, runs, max_requests, max_seconds)
+    record = base_record("latency", settings, seed)
+    record.update(
+        index=index_record(settings, str(corpus) if index_dir is None else "(given index)"),
+        queries_from=str(dataset.name),
+        query_count=len(texts),
+        runs=runs,
+        max_requests=max_requests,
+        max_seconds=max_seconds,
+        in_process=stages,
+        http=http,
+    )
+    finish("latency", record, out, json_out, check, expected)
+
+
+@bench.command("indexing", help="Build throughput, peak RSS and index size, beside plain SentenceTransformer.encode.")
+@click.option(
+    "--dataset",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SQUAD_DEV,
+    show_default=True,
+    help="BEIR folder whose corpus.jsonl is indexed.",
+)
+@click.option(
+    "--records",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Index a seeded slice of this many records; 0 = all.",
+)
+@click.option("--runs", type=click.IntRange(1), default=2, show_default=True)
+@common_options
+@handle_errors
+def indexing(
+    dataset: Path,
+    records: int,
+    runs: int,
+    out: Path,
+    json_out: Path | None,
+    seed: int,
+    work_dir: Path,
+    check: bool,
+    expected: Path | None,
+) -> None:
+    from benchmarks.datasets import corpus_slice, load_beir
+    from benchmarks.indexing import measure_indexing
+
+    settings = load_settings()
+    data = load_beir(dataset)
+    if records:
+        data = corpus_slice(data, records, seed, work_dir / f"slice-{data.digest[:12]}-{records}-{seed}")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    figures = measure_indexing(data.corpus, work_dir, runs)
+    record = base_record("indexing", settings, seed)
+    record.update(dataset=data.describe(), corpus=str(data.corpus), **figures)
+    finish("indexing", record, out, json_out, check, expected)
+
+
+@bench.command("ann", help="Recall@10 and latency of the engine's index type and ANN settings vs exact search.")
+@click.option(
+    "--sizes",
+    default="corpus,100000,1000000",
+    show_default=True,
+    help="'corpus' (the data set's real vectors) and/or synthetic vector counts, comma-separated.",
+)
+@click.option(
+    "--dataset",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SQUAD_DEV,
+    show_default=True,
+    help="BEIR folder for the 'corpus' size: its passages and questions.",
+)
+@click.option(
+    "--hnsw-max",
+    type=click.IntRange(0),
+    default=100_000,
+    show_default=True,
+    help="Build HNSW only up to this many vectors.",
+)
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
+@common_options
+@handle_errors
+def ann(
+    sizes: str,
+    dataset: Path,
+    hnsw_max: int,
+    runs: int,
+    out: Path,
+    json_out: Path | None,
+    seed: int,
+    work_dir: Path,
+    check: bool,
+    expected: Path | None,
+) -> None:
+    import numpy as np
+
+    from benchmarks.ann import measure_size, size_label, synthetic_vectors
+    from benchmarks.datasets import load_beir, sample_queries
+    from benchmarks.workspace import cached_index
+    from index.embedder import Embedder
+    from index.store import open_index
+
+    parts = [p.strip() for p in sizes.split(",") if p.strip()]
+    counts = [p for p in parts if p != "corpus"]
+    if not parts or not all(c.isdigit() and int(c) >= 100 for c in counts):
+        raise click.BadParameter(f"{sizes!r}: use 'corpus' and/or vector counts >= 100", param_hint="--sizes")
+    settings = load_settings()
+    results = []
+    dimension = 384
+    if "corpus" in parts:
+        data = load_beir(dataset)
+        embedder = Embedder.load(settings)
+        dimension = embedder.dimension
+        index_settings = cached_index("quality", [data.corpus], settings, work_dir, embedder)
+        stored = open_index(index_settings.index, verify=False)
+        try:
+            _, base = stored.stored_vectors()
+        finally:
+            stored.close()
+        questions = embedder.embed_queries([t for _, t in sample_queries(data, 500, seed)])
+        results.append(measure_size(f"corpus ({data.name})", base, questions, runs, seed, hnsw_max))
+    for count in map(int, counts):
+        base, questions = synthetic_vectors(count, dimension, seed)
+        results.append(measure_size(size_label(count), base, questions, runs, seed, hnsw_max))
+        del base
+    record = base_record("ann", settings, seed)
+    record.update(runs=runs, dimension=dimension, hnsw_max=hnsw_max, numpy=np.__version__, sizes=results)
+    finish("ann", record, out, json_out, check, expected)
+
+
+@bench.command("results", help="Assemble benchmarks/RESULTS.md from the Markdown of each benchmark's latest run.")
+@click.option(
+    "--from", "source", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=REPO_ROOT / "benchmarks" / "RESULTS.md",
+    show_default=True,
+)
+@handle_errors
+def results(source: Path, target: Path) -> None:
+    parts = []
+    for name in BENCHMARKS:
+        md = source / f"{name}.md"
+        if md.is_file():
+            png = source / f"{name}.png"
+            text = md.read_text(encoding="utf-8").strip()
+            if png.is_file():
+                link = png.relative_to(target.parent).as_posix() if png.is_relative_to(target.parent) else png
+                text += f"\n\n![{name}]({link})"
+            parts.append(text)
+    if not parts:
+        raise click.ClickException(f"No benchmark results in {source}; run `semsearch bench ... --out {source}`")
+    header = (
+        "# Benchmark results\n\nThe latest full run of each benchmark, written by `semsearch bench results` from "
+        "the files in `benchmarks/results/`. Each section starts with the exact command that produced it.\n"
+    )
+    target.write_text(header + "\n" + "\n\n".join(parts) + "\n", encoding="utf-8")
+    click.echo(f"Wrote {target}")

@@ -1,0 +1,237 @@
+"""Indexing throughput and footprint: a full build next to plain `SentenceTransformer.encode`, same passages.
+
+Each measured step runs in a fresh child process (`python -m benchmarks.indexing CHILD ...`), so its peak
+RSS is its own (read with `os.wait4`) and no step warms another's caches. Runs alternate baseline and build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import markdown_table, new_figure, save_figure
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * _PAGE
+
+
+def run_child(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run one child step; its JSON result plus its wall seconds and peak RSS in bytes."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.indexing", *args],
+        stdout=subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        text=True,
+    )
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stdout.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark step {' '.join(args)} failed with exit code {process.returncode}")
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    result["process_seconds"] = round(time.perf_counter() - started, 3)
+    result["peak_rss_bytes"] = usage.ru_maxrss * 1024  # kilobytes on Linux
+    return result
+
+
+def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
+    """`runs` rounds of (baseline encode, full build), then the built index's size on disk and in memory."""
+    index_dir = work_dir / "indexing-run"
+    texts_file = work_dir / "indexing-passages.json"
+    baseline: list[dict[str, Any]] = []
+    ours: list[dict[str, Any]] = []
+    for round_no in range(runs):
+        shutil.rmtree(index_dir, ignore_errors=True)
+        ours.append(run_child(["build", str(corpus), str(index_dir), str(texts_file)]))
+        baseline.append(run_child(["encode", str(texts_file)]))
+        print(
+            f"round {round_no + 1}/{runs}: build {ours[-1]['embed_passages_per_second']:.1f} passages/s, "
+            f"plain encode {baseline[-1]['passages_per_second']:.1f} passages/s",
+            file=sys.stderr,
+        )
+    footprint = run_child(["load", str(index_dir)])
+    shutil.rmtree(index_dir, ignore_errors=True)
+    texts_file.unlink(missing_ok=True)
+
+    def median(rows: Sequence[Mapping[str, Any]], key: str) -> float:
+        return round(statistics.median(float(r[key]) for r in rows), 3)
+
+    def spread(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+        return [round(min(float(r[key]) for r in rows), 3), round(max(float(r[key]) for r in rows), 3)]
+
+    passages = int(ours[0]["passages"])
+    ours_rate = median(ours, "embed_passages_per_second")
+    base_rate = median(baseline, "passages_per_second")
+    return {
+        "passages": passages,
+        "articles": int(ours[0]["articles"]),
+        "runs": runs,
+        "build": {
+            "embed_passages_per_second": ours_rate,
+            "embed_passages_per_second_spread": spread(ours, "embed_passages_per_second"),
+            "build_passages_per_second": median(ours, "build_passages_per_second"),
+            "build_seconds": median(ours, "build_seconds"),
+            "model_load_seconds": median(ours, "model_load_seconds"),
+            "process_seconds": median(ours, "process_seconds"),
+            "peak_rss_bytes": int(median(ours, "peak_rss_bytes")),
+            "backend": ours[0]["backend"],
+        },
+        "baseline": {
+            "what": "SentenceTransformer(path, device='cpu').encode(passages, batch_size=32), fp32",
+            "passages_per_second": base_rate,
+            "passages_per_second_spread": spread(baseline, "passages_per_second"),
+            "encode_seconds": median(baseline, "encode_seconds"),
+            "process_seconds": median(baseline, "process_seconds"),
+            "peak_rss_bytes": int(median(baseline, "peak_rss_bytes")),
+        },
+        "ratio_embed_vs_baseline": round(ours_rate / base_rate, 3),
+        "ratio_build_vs_baseline": round(median(ours, "build_passages_per_second") / base_rate, 3),
+        "disk_bytes_per_passage": round(footprint["disk_bytes"] / passages, 1),
+        "memory_bytes_per_passage": round(footprint["memory_bytes"] / passages, 1),
+        "disk_bytes": footprint["disk_bytes"],
+        "memory_bytes": footprint["memory_bytes"],
+    }
+
+
+def indexing_markdown(record: Mapping[str, Any]) -> str:
+    b, p = record["build"], record["baseline"]
+    rows = [
+        [
+            f"semsearch build ({b['backend']})",
+            b["embed_passages_per_second"],
+            b["build_passages_per_second"],
+            b["build_seconds"],
+            round(b["peak_rss_bytes"] / 2**20),
+        ],
+        [
+            "plain SentenceTransformer.encode (fp32)",
+            p["passages_per_second"],
+            "",
+            p["encode_seconds"],
+            round(p["peak_rss_bytes"] / 2**20),
+        ],
+    ]
+    return (
+        f"{record['passages']} passages of {record['articles']} records ({record['corpus']}); median of "
+        f"{record['runs']} alternating runs, each in a fresh process.\n\n"
+        + markdown_table(["what", "embed passages/s", "whole build passages/s", "seconds", "peak RSS MiB"], rows)
+        + f"\n\nRatio to plain encode: embedding {record['ratio_embed_vs_baseline']:.2f}×, whole build "
+        f"{record['ratio_build_vs_baseline']:.2f}×. Index size: {record['disk_bytes_per_passage']:.0f} bytes per "
+        f"passage on disk, {record['memory_bytes_per_passage']:.0f} bytes per passage in memory once loaded.\n"
+    )
+
+
+def indexing_plot(record: Mapping[str, Any], path: Path) -> None:
+    fig, ax = new_figure("Indexing throughput (median of runs)", "", "passages/s")
+    labels = ["plain encode", "semsearch embed", "semsearch whole build"]
+    values = [
+        record["baseline"]["passages_per_second"],
+        record["build"]["embed_passages_per_second"],
+        record["build"]["build_passages_per_second"],
+    ]
+    ax.bar(labels, values, color=["grey", "tab:blue", "tab:cyan"])
+    save_figure(fig, path)
+
+
+# --- child steps (each in its own process) -------------------------------------------------------
+
+
+def _child_build(corpus: Path, index_dir: Path, texts_file: Path) -> dict[str, Any]:
+    from api.cli import load_settings
+    from index.builder import build_index
+    from index.embedder import Embedder
+    from index.store import open_index
+
+    settings = load_settings(index=index_dir)
+    started = time.perf_counter()
+    embedder = Embedder.load(settings)
+    loaded = time.perf_counter() - started
+    summary = build_index([corpus], settings, embedder=embedder)
+    stored = open_index(index_dir)
+    try:
+        rows = stored.passages(list(range(stored.size)))
+        texts_file.write_text(json.dumps([rows[i].text for i in sorted(rows)]), encoding="utf-8")
+    finally:
+        stored.close()
+    return {
+        "passages": summary.passages,
+        "articles": summary.articles,
+        "embed_passages_per_second": round(summary.passages_per_second, 3),
+        "build_passages_per_second": round(summary.passages / summary.seconds, 3),
+        "build_seconds": round(summary.seconds, 3),
+        "model_load_seconds": round(loaded, 3),
+        "backend": embedder.info.backend,
+    }
+
+
+def _child_encode(texts_file: Path) -> dict[str, Any]:
+    from api.cli import load_settings
+    from index.embedder import model_info
+
+    settings = load_settings()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(settings.threads)
+    texts = json.loads(texts_file.read_text(encoding="utf-8"))
+    model = SentenceTransformer(model_info(settings).path, device="cpu", local_files_only=True)
+    started = time.perf_counter()
+    model.encode(texts, batch_size=32, show_progress_bar=False)
+    seconds = time.perf_counter() - started
+    return {"passages": len(texts), "encode_seconds": round(seconds, 3), "passages_per_second": len(texts) / seconds}
+
+
+def _child_load(index_dir: Path) -> dict[str, Any]:
+    import faiss  # noqa: F401  - imported before the baseline so only the index itself is counted
+    import numpy as np
+
+    from index.store import open_index
+
+    before = rss_bytes()
+    stored = open_index(index_dir)
+    float(np.sum(stored.article_vectors)) + float(np.sum(stored.passage_articles))
+    stored.passages([0])
+    after = rss_bytes()
+    disk = stored.disk_bytes()
+    stored.close()
+    return {"disk_bytes": disk, "memory_bytes": after - before}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="One child step of `semsearch bench indexing`.")
+    sub = parser.add_subparsers(dest="step", required=True)
+    build = sub.add_parser("build")
+    build.add_argument("corpus", type=Path)
+    build.add_argument("index", type=Path)
+    build.add_argument("texts", type=Path)
+    sub.add_parser("encode").add_argument("texts", type=Path)
+    sub.add_parser("load").add_argument("index", type=Path)
+    args = parser.parse_args(argv)
+    if args.step == "build":
+        result = _child_build(args.corpus, args.index, args.texts)
+    elif args.step == "encode":
+        result = _child_encode(args.texts)
+    else:
+        result = _child_load(args.index)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Latency: query encoding, vector search and whole in-process search; then real HTTP under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.report import markdown_table, new_figure, save_figure
+from benchmarks.timing import across_runs, latency_summary, time_calls
+from search.searcher import Searcher
+
+STAGES = ("encode", "vector_search", "search")
+
+
+def in_process(searcher: Searcher, texts: Sequence[str], runs: int, k: int = 10) -> dict[str, Any]:
+    """Per-stage latency: encoding alone, ranking a ready vector (FAISS + re-rank), and `search` whole."""
+    vectors = [searcher.embedder.embed_query(t) for t in texts]  # also the warm-up of the encoder
+    for text in texts[:10]:
+        searcher.search(text, k)
+    calls: dict[str, tuple[Callable[[Any], object], Sequence[Any]]] = {
+        "encode": (searcher.embedder.embed_query, texts),
+        "vector_search": (lambda v: searcher.rank(v, k), vectors),
+        "search": (lambda t: searcher.search(t, k), texts),
+    }
+    return {
+        stage: across_runs([latency_summary(time_calls(call, inputs)) for _ in range(runs)])
+        for stage, (call, inputs) in calls.items()
+    }
+
+
+async def _load(
+    base: str, texts: Sequence[str], concurrency: int, max_requests: int, max_seconds: float, k: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    counter = itertools.count()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        deadline = time.perf_counter() + max_seconds
+
+        async def worker() -> None:
+            while True:
+                n = next(counter)
+                if n >= max_requests or time.perf_counter() > deadline:
+                    return
+                started = time.perf_counter()
+                try:
+                    response = await client.get("/search", params={"q": texts[n % len(texts)], "k": k})
+                    outcome = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                latencies.append((time.perf_counter() - started) * 1000)
+                if outcome != "ok":
+                    failures[outcome] = failures.get(outcome, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "errors": sum(failures.values()),
+        "error_kinds": failures,
+        "seconds": round(wall, 3),
+        "qps": round(len(latencies) / wall, 1),
+        **latency_summary(latencies),
+    }
+
+
+def http_load(
+    base: str, texts: Sequence[str], concurrency: int, max_requests: int, max_seconds: float, k: int = 10
+) -> dict[str, Any]:
+    """`GET /search` from `concurrency` clients until `max_requests` are sent or `max_seconds` pass."""
+    return asyncio.run(_load(base, texts, concurrency, max_requests, max_seconds, k))
+
+
+def over_http(
+    base: str, texts: Sequence[str], levels: Sequence[int], runs: int, max_requests: int, max_seconds: float
+) -> dict[str, Any]:
+    http_load(base, texts[:20], 1, 20, max_seconds)  # warm-up
+    results: dict[str, Any] = {}
+    for level in levels:
+        done = [http_load(base, texts, level, max_requests, max_seconds) for _ in range(runs)]
+        numeric = [{k: v for k, v in d.items() if isinstance(v, int | float)} for d in done]
+        merged = across_runs(numeric)
+        merged["errors_total"] = sum(d["errors"] for d in done)
+        merged["error_kinds"] = [d["error_kinds"] for d in done if d["error_kinds"]]
+        results[f"c{level}"] = merged
+    return results
+
+
+def latency_markdown(record: Mapping[str, Any]) -> str:
+    headers = ["what", "p50 ms", "p95 ms", "p99 ms", "p50 spread", "QPS", "requests", "errors"]
+    rows: list[list[Any]] = []
+    for stage, f in record["in_process"].items():
+        rows.append([f"in-process {stage}", f["p50_ms"], f["p95_ms"], f["p99_ms"], f["p50_ms_spread"], "", "", ""])
+    for level, f in record["http"].items():
+        rows.append(
+            [
+                f"HTTP GET /search, concurrency {level[1:]}",
+                f["p50_ms"],
+                f["p95_ms"],
+                f["p99_ms"],
+                f["p50_ms_spread"],
+                f["qps"],
+                int(f["requests"]),
+                f["errors_total"],
+            ]
+        )
+    index = record["index"]
+    return (
+        f"Index: {index['passages']} passages of {index['articles']} articles ({index['corpus']}); "
+        f"k=10; {record['query_count']} questions from {record['queries_from']}; each figure is the median "
+        f"of {record['runs']} runs (spread = min and max of the runs' p50). HTTP: a real uvicorn on loopback, "
+        f"at most {record['max_requests']} requests or {record['max_seconds']} s per run.\n\n"
+        + markdown_table(headers, rows)
+    )
+
+
+def latency_plot(record: Mapping[str, Any], path: Path) -> None:
+    fig, ax = new_figure("Latency (median of runs)", "", "ms")
+    labels = [f"in-process\n{s}" for s in record["in_process"]] + [f"HTTP {c}" for c in record["http"]]
+    figures = list(record["in_process"].values()) + list(record["http"].values())
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], [f["p50_ms"] for f in figures], width=0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], [f["p99_ms"] for f in figures], width=0.4, label="p99")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.legend()
+    save_figure(fig, path)

@@ -1,0 +1,54 @@
+"""Indexes that benchmarks build through the real pipeline, cached by what went into them."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from index.builder import build_index
+from index.embedder import Embedder, model_info
+from index.settings import REPO_ROOT, Settings
+from index.store import CURRENT
+
+WORK_DIR = REPO_ROOT / "var" / "bench"
+
+
+def corpus_digest(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for file in files:
+            digest.update(file.relative_to(root if root.is_dir() else root.parent).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_index(
+    name: str, paths: Sequence[Path], settings: Settings, work_dir: Path, embedder: Embedder | None = None
+) -> Settings:
+    """Settings pointing at an index of `paths`, built by `build_index` unless the same one exists.
+
+    The cache key covers the corpus bytes, the model's fingerprint and backend, and the build settings,
+    so a changed corpus, model or setting builds a fresh index.
+    """
+    info = embedder.info if embedder else model_info(settings)
+    key = hashlib.sha256(
+        "|".join(
+            [
+                corpus_digest(paths),
+                info.fingerprint,
+                info.backend,
+                str(settings.embed_title),
+                str(settings.min_passage_chars),
+            ]
+        ).encode()
+    ).hexdigest()[:16]
+    target = settings.replace(index=work_dir / f"{name}-{key}")
+    if (target.index / CURRENT).is_file():
+        print(f"Reusing the {name} index at {target.index}", file=sys.stderr)
+        return target
+    print(f"Building the {name} index at {target.index} (once; later runs reuse it)", file=sys.stderr)
+    build_index(list(paths), target, embedder=embedder)
+    return target

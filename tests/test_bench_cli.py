@@ -1,0 +1,149 @@
+"""Smoke runs of every `semsearch bench` command on tiny data: the scripts work end to end.
+
+No figure here is a timing assertion; the tests check that each run writes its JSON, Markdown and PNG
+with the figures in range, and that --check reports OK and FAIL with the right exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from api.cli import main
+from tests.helpers import write_beir, write_corpus
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_beir(tmp_path_factory.mktemp("beir") / "tiny-squad", records=30)
+
+
+def bench(*args: str) -> Result:
+    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)
+
+
+def outputs(out: Path, name: str) -> dict[str, Any]:
+    assert (out / f"{name}.md").read_text().startswith(f"## {name}\n\n`semsearch bench {name}")
+    assert (out / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
+    record: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
+    assert record["benchmark"] == name
+    assert record["environment"]["hardware"]["usable_cores"] >= 1
+    assert record["environment"]["threads"]["setting"] >= 1
+    assert "faiss-cpu" in record["environment"]["versions"]
+    return record
+
+
+def test_quality_reports_every_metric_and_check_mode(tiny_beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["quality", "--dataset", str(tiny_beir), "--queries", "25", "--latency-queries", "5", "--runs", "1"]
+    args += ["--out", str(out), "--work-dir", str(tmp_path / "work")]
+    result = bench(*args)
+    assert result.exit_code == 0, result.output
+    record = outputs(out, "quality")
+    dense = record["modes"]["dense"]
+    assert record["queries"] == 25 and record["index"]["articles"] == 30
+    assert 0 < dense["recall@1"] <= dense["recall@5"] <= dense["recall@10"] <= dense["recall@100"] <= 100
+    assert dense["recall@100"] == 100.0  # 30 records: every relevant one is within the top 100
+    assert dense["mrr@10"] <= dense["recall@10"]
+    assert "| dense |" in result.output
+
+    expected = tmp_path / "expected.json"
+    figures = [{"path": "modes.dense.ndcg@10", "expected": dense["ndcg@10"], "tolerance": 0.01}]
+    expected.write_text(json.dumps({"figures": figures}))
+    again = bench(*args, "--check", "--expected", str(expected))
+    assert again.exit_code == 0 and "OK   modes.dense.ndcg@10" in again.output  # same seed, same figures
+
+    figures[0]["expected"] = dense["ndcg@10"] + 5
+    expected.write_text(json.dumps({"figures": figures}))
+    failed = bench(*args, "--check", "--expected", str(expected))
+    assert failed.exit_code == 1 and "FAIL modes.dense.ndcg@10" in failed.output
+
+
+def test_quality_refuses_an_unknown_mode_and_a_non_beir_folder(tmp_path: Path) -> None:
+    unknown = bench("quality", "--mode", "telepathy", "--out", str(tmp_path))
+    assert unknown.exit_code == 2 and "telepathy" in unknown.output
+    missing = CliRunner().invoke(main, ["bench", "quality", "--dataset", str(tmp_path), "--out", str(tmp_path)])
+    assert missing.exit_code == 1 and "not a BEIR data set" in missing.output
+
+
+def test_latency_measures_stages_and_http_levels(tiny_beir: Path, tmp_path: Path) -> None:
+    corpus = write_corpus(
+        tmp_path / "news",
+        {f"a{n}.txt": f"Title {n}\n\n" + f"Paragraph {n} on energy trade in Central Asia. " * 4 for n in range(4)},
+    )
+    out = tmp_path / "out"
+    result = bench(
+        "latency", "--corpus", str(corpus), "--dataset", str(tiny_beir), "--queries", "6", "--runs", "2",
+        "--concurrency", "1,3", "--requests", "9", "--seconds", "30", "--out", str(out), "--work-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = outputs(out, "latency")
+    assert set(record["in_process"]) == {"encode", "vector_search", "search"}
+    for stage in record["in_process"].values():
+        assert 0 < stage["p50_ms"] <= stage["p99_ms"] and stage["runs"] == 2
+    assert set(record["http"]) == {"c1", "c3"}
+    for level in record["http"].values():
+        assert level["requests"] == 9 and level["errors_total"] == 0 and level["qps"] > 0
+
+
+def test_latency_rejects_a_bad_concurrency_list(tmp_path: Path) -> None:
+    result = bench("latency", "--concurrency", "1,x", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "--concurrency" in result.output
+
+
+def test_indexing_compares_the_build_with_plain_encode(tiny_beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = bench(
+        "indexing", "--dataset", str(tiny_beir), "--records", "12", "--runs", "1",
+        "--out", str(out), "--work-dir", str(tmp_path / "work"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = outputs(out, "indexing")
+    assert record["articles"] == 12 and record["passages"] >= 12
+    assert record["build"]["embed_passages_per_second"] > 0 and record["baseline"]["passages_per_second"] > 0
+    assert record["ratio_embed_vs_baseline"] > 0
+    assert record["build"]["peak_rss_bytes"] > 50 * 2**20  # a process that loaded torch and the model
+    assert record["disk_bytes_per_passage"] > 384 * 4 and record["memory_bytes_per_passage"] > 0
+    assert not (tmp_path / "work" / "indexing-run").exists()
+
+
+def test_ann_sweeps_index_settings_against_exact_search(tiny_beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = bench(
+        "ann", "--dataset", str(tiny_beir), "--sizes", "corpus,3000", "--hnsw-max", "3000", "--runs", "1",
+        "--out", str(out), "--work-dir", str(tmp_path / "work"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = outputs(out, "ann")
+    corpus, synthetic = record["sizes"]
+    assert corpus["vectors"] >= 30 and synthetic["vectors"] == 3000
+    flat = [r for r in synthetic["rows"] if r["index"] == "Flat"]
+    assert flat[0]["recall@10"] == 1.0 and flat[0]["engine_choice"]
+    ivf = [r for r in synthetic["rows"] if r["index"].startswith("IVF")]
+    assert len(ivf) >= 3 and ivf[0]["recall@10"] <= ivf[-1]["recall@10"]  # more lists probed, more recall
+    assert {r["index"] for r in synthetic["rows"]} >= {"Flat", "HNSW32,Flat"}
+
+
+def test_ann_rejects_a_bad_size(tmp_path: Path) -> None:
+    result = bench("ann", "--sizes", "corpus,ten", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "--sizes" in result.output
+
+
+def test_results_assembles_the_markdown_of_each_run(tmp_path: Path) -> None:
+    source = tmp_path / "results"
+    source.mkdir()
+    (source / "quality.md").write_text("## quality\n\n`semsearch bench quality`\n\n| a |\n")
+    (source / "quality.png").write_bytes(PNG_MAGIC)
+    target = tmp_path / "RESULTS.md"
+    result = bench("results", "--from", str(source), "--to", str(target))
+    assert result.exit_code == 0, result.output
+    text = target.read_text()
+    assert "## quality" in text and "![quality](results/quality.png)" in text
+    empty = bench("results", "--from", str(tmp_path / "none"), "--to", str(target))
+    assert empty.exit_code != 0 and "No benchmark results" in empty.output

@@ -106,12 +106,16 @@ class CheckLine:
 
 
 def lookup(record: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path such as `modes.dense.ndcg@10` (keys may contain '@' but not '.')."""
+    """The value at a dotted path such as `modes.dense.ndcg@10` or `sizes.2.rows.0.recall@10`
+    (keys may contain '@' but not '.'; a number indexes a list)."""
     value: Any = record
     for key in path.split("."):
-        if not isinstance(value, Mapping) or key not in value:
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
             return None
-        value = value[key]
     return value
 
 

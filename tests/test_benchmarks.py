@@ -67,6 +67,7 @@ def test_check_passes_within_tolerance_and_fails_outside() -> None:
     assert [line.ok for line in check_figures(record, expected)] == [True, False, True, False, False]
     assert str(check_figures(record, expected)[4]).startswith("FAIL modes.hybrid.ndcg@10: missing")
     assert lookup(record, "modes.dense.ndcg@10") == 77.1
+    assert lookup({"rows": [{"r": 1}, {"r": 2}]}, "rows.1.r") == 2 and lookup({"rows": []}, "rows.0.r") is None
 
 
 def test_malformed_expected_figures_are_named(tmp_path: Path) -> None:

@@ -15,12 +15,16 @@ from fastapi.responses import HTMLResponse
 
 from api.errors import BodyLimitMiddleware, NotFound, ServiceUnavailable, install_error_handlers
 from api.schemas import (
+    DAY_PATTERN,
+    PARAM_HELP,
     QUERY_HELP,
     QUERY_SCHEMA,
     ArticleOut,
     ErrorOut,
+    Fusion,
     HealthOut,
     HitOut,
+    Mode,
     PassageOut,
     SearchRequest,
     SearchResponse,
@@ -28,6 +32,7 @@ from api.schemas import (
 )
 from index.errors import SemsearchError
 from index.settings import Settings
+from search.filters import Filters
 from search.searcher import MAX_K, Searcher
 
 MAX_BODY_BYTES = 64 * 1024
@@ -76,9 +81,22 @@ def create_app(settings: Settings) -> FastAPI:
 
     def run_search(engine: Searcher, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
-        hits = engine.search(request.query, request.k)
+        filters = Filters.parse(request.date_from, request.date_to, request.source, request.article_id)
+        options = engine.defaults.replace(
+            mode=request.mode,
+            fusion=request.fusion,
+            weight=request.weight,
+            per_article=request.per_article,
+            filters=filters,
+        )
+        hits = engine.search(request.query, request.k, options)
         took = (time.perf_counter() - started) * 1000
-        return SearchResponse(query=request.query, took_ms=round(took, 3), hits=[HitOut(**asdict(h)) for h in hits])
+        return SearchResponse(
+            query=request.query,
+            mode=options.mode,  # type: ignore[arg-type]
+            took_ms=round(took, 3),
+            hits=[HitOut(**asdict(h)) for h in hits],
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> HTMLResponse:
@@ -88,9 +106,29 @@ def create_app(settings: Settings) -> FastAPI:
     def search_get(
         engine: SearcherDep,
         q: Annotated[str, Query(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)],
-        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many passages to return.")] = 10,
+        k: Annotated[int, Query(ge=1, le=MAX_K, description=PARAM_HELP["k"])] = 10,
+        mode: Annotated[Mode | None, Query(description=PARAM_HELP["mode"])] = None,
+        fusion: Annotated[Fusion | None, Query(description=PARAM_HELP["fusion"])] = None,
+        weight: Annotated[float | None, Query(ge=0, le=1, description=PARAM_HELP["weight"])] = None,
+        per_article: Annotated[int | None, Query(ge=0, le=MAX_K, description=PARAM_HELP["per_article"])] = None,
+        date_from: Annotated[str | None, Query(pattern=DAY_PATTERN, description=PARAM_HELP["date_from"])] = None,
+        date_to: Annotated[str | None, Query(pattern=DAY_PATTERN, description=PARAM_HELP["date_to"])] = None,
+        source: Annotated[str | None, Query(max_length=200, description=PARAM_HELP["source"])] = None,
+        article_id: Annotated[str | None, Query(max_length=1000, description=PARAM_HELP["article_id"])] = None,
     ) -> SearchResponse:
-        return run_search(engine, SearchRequest(query=q, k=k))
+        request = SearchRequest(
+            query=q,
+            k=k,
+            mode=mode,
+            fusion=fusion,
+            weight=weight,
+            per_article=per_article,
+            date_from=date_from,
+            date_to=date_to,
+            source=source,
+            article_id=article_id,
+        )
+        return run_search(engine, request)
 
     @app.post("/search", response_model=SearchResponse, summary="Search with a JSON body")
     def search_post(engine: SearcherDep, request: SearchRequest) -> SearchResponse:

@@ -8,18 +8,18 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from index.errors import ConfigError, EmptyQueryError, InputPathError, SemsearchError
-from index.settings import Settings, describe
+from index.errors import ConfigError, EmptyQueryError, InputPathError, InvalidFilterError, SemsearchError
+from index.settings import FUSIONS, MODES, Settings, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
-_USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError)
+_USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError, InvalidFilterError)
 EXAMPLE_QUESTION = "energy cooperation in Central Asia"
 
 
@@ -139,20 +139,56 @@ def index_command(paths: tuple[Path, ...], index_dir: Path | None, embed_title: 
     )
 
 
+def highlighted(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` with the matched words in bold (click drops the styling when output is not a terminal)."""
+    parts, last = [], 0
+    for start, end in spans:
+        parts += [text[last:start], click.style(text[start:end], bold=True)]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
 @click.command("ask", help="Ask a question; prints the closest passages.")
 @click.argument("question")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many passages.")
 @index_option
+@click.option("--mode", type=click.Choice(MODES), default=None, help="Retrieval mode (default: SEMSEARCH_SEARCH_MODE).")
+@click.option("--fusion", type=click.Choice(FUSIONS), default=None, help="How hybrid fuses the two rankings.")
+@click.option("--weight", type=click.FloatRange(0, 1), default=None, help="Dense share of a hybrid score.")
+@click.option("--per-article", type=click.IntRange(0, 100), default=None, help="Passages per article (0: no limit).")
+@click.option("--date-from", default=None, metavar="YYYY-MM-DD", help="Only articles dated on or after this day.")
+@click.option("--date-to", default=None, metavar="YYYY-MM-DD", help="Only articles dated on or before this day.")
+@click.option("--source", default=None, help="Only articles from this source.")
+@click.option("--article-id", default=None, help="Only passages of this article.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 @handle_errors
-def ask(question: str, k: int, index_dir: Path | None, as_json: bool) -> None:
+def ask(
+    question: str,
+    k: int,
+    index_dir: Path | None,
+    mode: str | None,
+    fusion: str | None,
+    weight: float | None,
+    per_article: int | None,
+    date_from: str | None,
+    date_to: str | None,
+    source: str | None,
+    article_id: str | None,
+    as_json: bool,
+) -> None:
     settings = load_settings(index=index_dir)
+    from search.filters import Filters
     from search.searcher import Searcher, clean_query
 
-    clean_query(question)  # an empty question fails before any model is loaded
+    clean_query(question)  # an empty question or a bad filter fails before any model is loaded
+    filters = Filters.parse(date_from, date_to, source, article_id)
     searcher = Searcher.open(settings)
     try:
-        hits = searcher.search(question, k)
+        options = searcher.defaults.replace(
+            mode=mode, fusion=fusion, weight=weight, per_article=per_article, filters=filters
+        )
+        hits = searcher.search(question, k, options)
     finally:
         searcher.close()
     if as_json:
@@ -165,8 +201,10 @@ def ask(question: str, k: int, index_dir: Path | None, as_json: bool) -> None:
         title = click.style(hit.title or hit.article_id, bold=True)
         click.echo(f"{hit.rank}. [{hit.score:.3f}] {title}")
         details = " | ".join(x for x in (hit.date, hit.source, hit.article_id) if x)
+        if hit.duplicates:
+            details += f" | also in: {', '.join(hit.duplicates)}"
         click.echo(textwrap.indent(details, "   "))
-        body = textwrap.fill(" ".join(hit.text.split()), width=width - 3)
+        body = textwrap.fill(" ".join(highlighted(hit.text, hit.highlights).split()), width=width - 3)
         click.echo(textwrap.indent(body, "   ") + "\n")
 
 

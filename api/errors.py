@@ -38,6 +38,7 @@ class ServiceUnavailable(ApiError):
 # Domain error class -> (status, type). The most specific class wins (checked in MRO order).
 STATUS: dict[type[domain.SemsearchError], tuple[int, str]] = {
     domain.EmptyQueryError: (422, "empty_query"),
+    domain.InvalidFilterError: (422, "invalid_filter"),
     domain.NoIndexError: (503, "no_index"),
     domain.IndexMismatchError: (503, "index_mismatch"),
     domain.CorruptIndexError: (503, "corrupt_index"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
@@ -15,11 +15,36 @@ QUERY_HELP = "The question: 1 to 1,000 characters after trimming, not only white
 QUERY_SCHEMA: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}
 
 
+Mode = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["weighted", "rrf"]
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# One description per search parameter, shared by GET's query parameters and POST's body.
+PARAM_HELP = {
+    "k": "How many passages to return.",
+    "mode": "dense (embeddings), lexical (BM25) or hybrid (both fused); default from the server's settings.",
+    "fusion": "How hybrid fuses: weighted (normalised scores) or rrf (reciprocal rank fusion).",
+    "weight": "Dense share of a hybrid score, 0 to 1.",
+    "per_article": "At most this many passages per article (0: no limit).",
+    "date_from": "Only articles dated on or after this day (YYYY-MM-DD).",
+    "date_to": "Only articles dated on or before this day (YYYY-MM-DD).",
+    "source": "Only articles from this source (case-insensitive).",
+    "article_id": "Only passages of this article.",
+}
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)
-    k: int = Field(10, ge=1, le=MAX_K, description="How many passages to return.")
+    k: int = Field(10, ge=1, le=MAX_K, description=PARAM_HELP["k"])
+    mode: Mode | None = Field(None, description=PARAM_HELP["mode"])
+    fusion: Fusion | None = Field(None, description=PARAM_HELP["fusion"])
+    weight: float | None = Field(None, ge=0, le=1, description=PARAM_HELP["weight"])
+    per_article: int | None = Field(None, ge=0, le=MAX_K, description=PARAM_HELP["per_article"])
+    date_from: str | None = Field(None, pattern=DAY_PATTERN, description=PARAM_HELP["date_from"])
+    date_to: str | None = Field(None, pattern=DAY_PATTERN, description=PARAM_HELP["date_to"])
+    source: str | None = Field(None, max_length=200, description=PARAM_HELP["source"])
+    article_id: str | None = Field(None, max_length=1000, description=PARAM_HELP["article_id"])
 
     @field_validator("query")
     @classmethod
@@ -46,10 +71,17 @@ class HitOut(BaseModel):
     source: str | None
     url: str | None
     offsets: tuple[int, int] = Field(description="Character offsets of `text` in the article body.")
+    highlights: list[tuple[int, int]] = Field(
+        description="Character offsets in `text` of the words that match the query's terms (stems included)."
+    )
+    duplicates: list[str] = Field(
+        description="Ids of other articles whose near-identical passage was folded into this hit."
+    )
 
 
 class SearchResponse(BaseModel):
     query: str
+    mode: Mode
     took_ms: float
     hits: list[HitOut]
 

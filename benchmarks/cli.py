@@ -176,6 +176,7 @@ def bench() -> None:
 )
 @click.option("--latency-queries", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Latency runs.")
+@click.option("--sweep", is_flag=True, help="Also sweep the hybrid weight on a tuning half and a held-out half.")
 @common_options
 @handle_errors
 def quality(
@@ -185,6 +186,7 @@ def quality(
     records: int,
     latency_queries: int,
     runs: int,
+    sweep: bool,
     out: Path,
     json_out: Path | None,
     seed: int,
@@ -193,14 +195,14 @@ def quality(
     expected: Path | None,
 ) -> None:
     from benchmarks.datasets import corpus_slice, load_beir
-    from benchmarks.quality import MODES, measure_quality
+    from benchmarks.quality import CONFIGS, measure_quality
     from benchmarks.workspace import cached_index
     from index.embedder import Embedder
     from search.searcher import Searcher
 
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in CONFIGS]
     if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)}; modes: {', '.join(MODES)}", param_hint="--mode")
+        raise click.BadParameter(f"{', '.join(unknown)}; modes: {', '.join(CONFIGS)}", param_hint="--mode")
     settings = load_settings()
     data = load_beir(dataset)
     if records:
@@ -209,7 +211,9 @@ def quality(
     index_settings = cached_index("quality", [data.corpus], settings, work_dir, embedder)
     searcher = Searcher.open(index_settings, embedder)
     try:
-        figures = measure_quality(data, searcher, modes or MODES, seed, query_count, latency_queries, runs)
+        figures = measure_quality(
+            data, searcher, modes or tuple(CONFIGS), seed, query_count, latency_queries, runs, sweep
+        )
     finally:
         searcher.close()
     record = base_record("quality", index_settings, seed)

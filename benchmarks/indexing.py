@@ -187,9 +187,11 @@ def _child_encode(texts_file: Path) -> dict[str, Any]:
     settings = load_settings()
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(settings.threads)
+    transformers.logging.disable_progress_bar()
     texts = json.loads(texts_file.read_text(encoding="utf-8"))
     model = SentenceTransformer(model_info(settings).path, device="cpu", local_files_only=True)
     started = time.perf_counter()

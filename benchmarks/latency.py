@@ -15,17 +15,18 @@ from benchmarks.report import markdown_table, new_figure, save_figure
 from benchmarks.timing import across_runs, latency_summary, time_calls
 from search.searcher import Searcher
 
-STAGES = ("encode", "vector_search", "search")
+STAGES = ("encode", "retrieve", "search")
 
 
 def in_process(searcher: Searcher, texts: Sequence[str], runs: int, k: int = 10) -> dict[str, Any]:
-    """Per-stage latency: encoding alone, ranking a ready vector (FAISS + re-rank), and `search` whole."""
-    vectors = [searcher.embedder.embed_query(t) for t in texts]  # also the warm-up of the encoder
+    """Per-stage latency with the default options: encoding alone; ranking a ready vector (vector index,
+    BM25, fusion, diversification); and `search` whole (those two plus the passages' metadata)."""
+    pairs = [(searcher.encode([t]), t) for t in texts]  # also the warm-up of the encoder
     for text in texts[:10]:
         searcher.search(text, k)
     calls: dict[str, tuple[Callable[[Any], object], Sequence[Any]]] = {
-        "encode": (searcher.embedder.embed_query, texts),
-        "vector_search": (lambda v: searcher.rank(v, k), vectors),
+        "encode": (lambda t: searcher.encode([t]), texts),
+        "retrieve": (lambda pair: searcher.retrieve(pair[0], [pair[1]], k), pairs),
         "search": (lambda t: searcher.search(t, k), texts),
     }
     return {

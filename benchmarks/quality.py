@@ -7,6 +7,9 @@ trec_eval (through ir-measures), averaged over every query, with a query that ge
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import random
 import statistics
 import time
@@ -14,11 +17,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from benchmarks.datasets import Dataset, sample_queries
 from benchmarks.report import markdown_table, new_figure, save_figure
 from benchmarks.timing import latency_summary, time_calls
+from search.diversify import Pick
 from search.results import Hit
-from search.searcher import MAX_K, Searcher
+from search.searcher import MAX_K, Searcher, SearchOptions, clean_query
 
 # Output name -> ir-measures name.
 METRICS = {
@@ -29,16 +36,23 @@ METRICS = {
     "mrr@10": "RR@10",
     "ndcg@10": "nDCG@10",
 }
-MODES = ("dense",)
+# Each row of the table: a retrieval mode of the engine, with the options that differ from the defaults.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "dense": {"mode": "dense"},
+    "lexical": {"mode": "lexical"},
+    "hybrid": {"mode": "hybrid"},
+    "hybrid-rrf": {"mode": "hybrid", "fusion": "rrf", "weight": 0.5},
+}
+SWEEP_WEIGHTS = tuple(round(w / 10, 1) for w in range(11))
 _BATCH = 256
 
 
-def record_scores(hits: Iterable[Hit]) -> dict[str, float]:
+def record_scores(picks: Iterable[Hit | Pick]) -> dict[str, float]:
     """Passage hits folded into their article (corpus record) by the maximum score."""
     scores: dict[str, float] = {}
-    for hit in hits:
-        if hit.score > scores.get(hit.article_id, float("-inf")):
-            scores[hit.article_id] = hit.score
+    for pick in picks:
+        if pick.score > scores.get(pick.article_id, float("-inf")):
+            scores[pick.article_id] = pick.score
     return scores
 
 
@@ -54,55 +68,137 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[s
     return {name: round(100 * total / len(qrels), 2) for name, total in totals.items()}
 
 
-def run_mode(
-    searcher: Searcher, queries: Sequence[tuple[str, str]], mode: str, k: int = MAX_K
-) -> tuple[dict[str, dict[str, float]], float]:
-    """The run (query id -> record id -> score) for every query, and the seconds it took."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+def encode_all(searcher: Searcher, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    """Query vectors for every text, in batches, once for all modes."""
+    return np.vstack([searcher.encode(texts[lo : lo + _BATCH]) for lo in range(0, len(texts), _BATCH)])
+
+
+def run_config(
+    searcher: Searcher,
+    queries: Sequence[tuple[str, str]],
+    vectors: npt.NDArray[np.float32],
+    options: SearchOptions,
+    k: int = MAX_K,
+) -> dict[str, dict[str, float]]:
+    """The run (query id -> record id -> score) of every query under `options`."""
     run: dict[str, dict[str, float]] = {}
-    started = time.perf_counter()
     for lo in range(0, len(queries), _BATCH):
         batch = queries[lo : lo + _BATCH]
-        for (query_id, _), hits in zip(batch, searcher.search_many([text for _, text in batch], k), strict=True):
-            run[query_id] = record_scores(hits)
-    return run, time.perf_counter() - started
+        texts = [clean_query(text) for _, text in batch]
+        picks = searcher.retrieve(vectors[lo : lo + _BATCH], texts, k, options)
+        for (query_id, _), found in zip(batch, picks, strict=True):
+            run[query_id] = record_scores(found)
+    return run
+
+
+def split_by_topic(dataset: Dataset, query_ids: Sequence[str], seed: int) -> tuple[set[str], set[str]]:
+    """Queries halved by the title of their relevant record (one Wikipedia article stays on one side),
+    so a weight tuned on one half is tested on topics it never saw."""
+    titles = corpus_titles(dataset)
+    topic = {q: titles.get(min(dataset.qrels[q]), min(dataset.qrels[q])) for q in query_ids}
+    topics = sorted(set(topic.values()))
+    random.Random(seed).shuffle(topics)
+    tune_topics = set(topics[: len(topics) // 2])
+    tune = {q for q in query_ids if topic[q] in tune_topics}
+    return tune, set(query_ids) - tune
+
+
+def corpus_titles(dataset: Dataset) -> dict[str, str]:
+    titles = {}
+    with dataset.corpus.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                titles[str(record["_id"])] = str(record.get("title") or record["_id"])
+    return titles
+
+
+def weight_sweep(
+    searcher: Searcher,
+    dataset: Dataset,
+    queries: Sequence[tuple[str, str]],
+    vectors: npt.NDArray[np.float32],
+    seed: int,
+) -> dict[str, Any]:
+    """nDCG@10 and R@10 of hybrid fusion per dense weight, on a tuning half and a held-out half."""
+    tune, held_out = split_by_topic(dataset, [q for q, _ in queries], seed)
+    rows = []
+    for fusion in ("weighted", "rrf"):
+        for weight in SWEEP_WEIGHTS:
+            options = searcher.defaults.replace(mode="hybrid", fusion=fusion, weight=weight)
+            run = run_config(searcher, queries, vectors, options)
+            row: dict[str, Any] = {"fusion": fusion, "weight": weight}
+            for name, part in (("tune", tune), ("held_out", held_out)):
+                figures = evaluate({q: dataset.qrels[q] for q in part}, {q: run[q] for q in part if q in run})
+                row[f"{name}_ndcg@10"] = figures["ndcg@10"]
+                row[f"{name}_recall@10"] = figures["recall@10"]
+            rows.append(row)
+    best = max((r for r in rows), key=lambda r: (r["tune_ndcg@10"], r["tune_recall@10"]))
+    return {"tune_queries": len(tune), "held_out_queries": len(held_out), "rows": rows, "best_on_tune": best}
 
 
 def measure_quality(
     dataset: Dataset,
     searcher: Searcher,
-    modes: Sequence[str],
+    configs: Sequence[str],
     seed: int,
     query_count: int = 0,
     latency_queries: int = 200,
     runs: int = 3,
+    sweep: bool = False,
 ) -> dict[str, Any]:
-    """Metrics per mode over the sampled queries, and per-query latency (k=10) on a seeded subset."""
+    """Metrics per configuration over the sampled queries, and per-query latency (k=10) on a seeded subset."""
     queries = sample_queries(dataset, query_count, seed)
     qrels = {q: dataset.qrels[q] for q, _ in queries}
     timed = [text for _, text in random.Random(seed).sample(queries, min(latency_queries, len(queries)))]
+    started = time.perf_counter()
+    vectors = encode_all(searcher, [clean_query(text) for _, text in queries])
+    encode_seconds = time.perf_counter() - started
     results: dict[str, Any] = {}
-    for mode in modes:
-        run, seconds = run_mode(searcher, queries, mode)
+    for name in configs:
+        options = searcher.defaults.replace(**CONFIGS[name])
+        started = time.perf_counter()
+        run = run_config(searcher, queries, vectors, options)
+        rank_seconds = time.perf_counter() - started
         figures: dict[str, Any] = evaluate(qrels, run)
+        figures["options"] = {k: v for k, v in dataclasses.asdict(options).items() if k != "filters"}
         figures["queries_without_hits"] = sum(1 for q, _ in queries if not run.get(q))
-        figures["batch_queries_per_second"] = round(len(queries) / seconds, 1)
+        figures["batch_queries_per_second"] = round(len(queries) / (rank_seconds + encode_seconds), 1)
         for text in timed[:10]:  # warm-up
-            searcher.search(text, 10)
-        per_run = [latency_summary(time_calls(lambda q: searcher.search(q, 10), timed)) for _ in range(runs)]
+            searcher.search(text, 10, options)
+        call = functools.partial(searcher.search, k=10, options=options)
+        per_run = [latency_summary(time_calls(call, timed)) for _ in range(runs)]
         figures["search_p50_ms"] = round(statistics.median(r["p50_ms"] for r in per_run), 3)
         figures["search_p99_ms"] = round(statistics.median(r["p99_ms"] for r in per_run), 3)
         figures["search_p50_ms_spread"] = [min(r["p50_ms"] for r in per_run), max(r["p50_ms"] for r in per_run)]
-        results[mode] = figures
-    return {"queries": len(queries), "latency_queries": len(timed), "latency_runs": runs, "modes": results}
+        results[name] = figures
+    record: dict[str, Any] = {
+        "queries": len(queries),
+        "latency_queries": len(timed),
+        "latency_runs": runs,
+        "default_mode": searcher.defaults.mode,
+        "modes": results,
+    }
+    if sweep:
+        record["sweep"] = weight_sweep(searcher, dataset, queries, vectors, seed)
+    return record
+
+
+def _describe(name: str, f: Mapping[str, Any], default_mode: str) -> str:
+    options = f["options"]
+    label = name
+    if options["mode"] == "hybrid":
+        label += f" ({options['fusion']}, dense weight {options['weight']})"
+    if name == default_mode:
+        label += " **default**"
+    return label
 
 
 def quality_markdown(record: Mapping[str, Any]) -> str:
     headers = ["mode", "nDCG@10", "MRR@10", "R@1", "R@5", "R@10", "R@100", "search p50 ms", "p99 ms"]
     rows = [
         [
-            mode,
+            _describe(name, f, record["default_mode"]),
             f["ndcg@10"],
             f["mrr@10"],
             f["recall@1"],
@@ -112,15 +208,39 @@ def quality_markdown(record: Mapping[str, Any]) -> str:
             f["search_p50_ms"],
             f["search_p99_ms"],
         ]
-        for mode, f in record["modes"].items()
+        for name, f in record["modes"].items()
     ]
     dataset = record["dataset"]
-    return (
+    text = (
         f"Data set {dataset['name']}: {record['queries']} queries, {record['index']['passages']} passages of "
-        f"{record['index']['articles']} records. Metrics ×100 (trec_eval via ir-measures); latency: in-process "
-        f"`search(q, k=10)`, {record['latency_queries']} queries, median of {record['latency_runs']} runs.\n\n"
-        + markdown_table(headers, rows)
+        f"{record['index']['articles']} records. Metrics ×100 (trec_eval via ir-measures), passages folded into "
+        f"their record by the best score; latency: in-process `search(q, k=10)`, {record['latency_queries']} "
+        f"queries, median of {record['latency_runs']} runs.\n\n" + markdown_table(headers, rows)
     )
+    sweep = record.get("sweep")
+    if sweep:
+        best = sweep["best_on_tune"]
+        text += (
+            f"\n\nHybrid weight sweep: queries split by the topic (title) of their relevant record, "
+            f"{sweep['tune_queries']} to tune and {sweep['held_out_queries']} held out. Best on the tuning half: "
+            f"{best['fusion']} with dense weight {best['weight']} (held out: nDCG@10 {best['held_out_ndcg@10']}, "
+            f"R@10 {best['held_out_recall@10']}).\n\n"
+            + markdown_table(
+                ["fusion", "dense weight", "tune nDCG@10", "tune R@10", "held-out nDCG@10", "held-out R@10"],
+                [
+                    [
+                        r["fusion"],
+                        r["weight"],
+                        r["tune_ndcg@10"],
+                        r["tune_recall@10"],
+                        r["held_out_ndcg@10"],
+                        r["held_out_recall@10"],
+                    ]
+                    for r in sweep["rows"]
+                ],
+            )
+        )
+    return text
 
 
 def quality_plot(record: Mapping[str, Any], path: Path) -> None:

@@ -41,6 +41,7 @@ def cached_index(
                 info.fingerprint,
                 info.backend,
                 str(settings.embed_title),
+                str(settings.lexical_title),
                 str(settings.min_passage_chars),
             ]
         ).encode()

@@ -11,6 +11,7 @@ from pathlib import Path
 from index.articles import Article, Passage, ReadReport, Skipped
 from index.embedder import Embedder, model_info
 from index.errors import EmptyCorpusError
+from index.lexical import LexicalIndex
 from index.manifest import FORMAT_VERSION, Manifest, library_versions
 from index.readers import read_corpus
 from index.settings import Settings
@@ -42,6 +43,13 @@ class BuildSummary:
 def passage_text_for_embedding(article: Article, passage: Passage, embed_title: bool) -> str:
     """What the model sees for a passage: the paragraph, or the title and the paragraph."""
     if embed_title and article.title:
+        return f"{article.title}\n{passage.text}"
+    return passage.text
+
+
+def lexical_text(article: Article, passage: Passage, with_title: bool) -> str:
+    """What BM25 indexes for a passage: the paragraph, or the title and the paragraph."""
+    if with_title and article.title:
         return f"{article.title}\n{passage.text}"
     return passage.text
 
@@ -80,13 +88,16 @@ def build_index(
         embedder = embedder or Embedder.load(settings, info)
         passages: list[Passage] = []
         texts: list[str] = []
+        lexical_texts: list[str] = []
         for article in articles:
             for passage in split_article(article, embedder, settings):
                 passages.append(passage)
                 texts.append(passage_text_for_embedding(article, passage, settings.embed_title))
+                lexical_texts.append(lexical_text(article, passage, settings.lexical_title))
         embed_started = time.perf_counter()
         vectors = embedder.embed_documents(texts, settings.batch_size, progress(len(texts)) if progress else None)
         embed_seconds = time.perf_counter() - embed_started
+        lexical = LexicalIndex.build(lexical_texts)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             model=dict(asdict(info)),
@@ -97,10 +108,14 @@ def build_index(
             counts={"articles": len(articles), "passages": len(passages)},
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             build_seconds=round(time.perf_counter() - started, 3),
-            settings={"embed_title": settings.embed_title, "min_passage_chars": settings.min_passage_chars},
+            settings={
+                "embed_title": settings.embed_title,
+                "lexical_title": settings.lexical_title,
+                "min_passage_chars": settings.min_passage_chars,
+            },
             versions=library_versions(),
         )
-        generation = write_generation(settings.index, articles, passages, vectors, manifest)
+        generation = write_generation(settings.index, articles, passages, vectors, lexical, manifest)
     return BuildSummary(
         index=settings.index,
         generation=generation.name,

@@ -41,3 +41,7 @@ class EmptyQueryError(SemsearchError):
 
 class ModelLoadError(SemsearchError):
     """The embedding model could not be loaded from its local folder."""
+
+
+class InvalidFilterError(SemsearchError):
+    """A search filter is malformed (a date that is not YYYY-MM-DD, an empty date range)."""

@@ -13,9 +13,9 @@ from typing import Any
 from index.embedder import ModelInfo
 from index.errors import CorruptIndexError, IndexMismatchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-_VERSIONED = ("semsearch", "faiss-cpu", "numpy", "torch", "sentence-transformers", "transformers")
+_VERSIONED = ("semsearch", "faiss-cpu", "numpy", "torch", "sentence-transformers", "transformers", "bm25s")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Any
 from index.errors import ConfigError
 
 ENV_PREFIX = "SEMSEARCH_"
+MODES = ("dense", "lexical", "hybrid")
+FUSIONS = ("weighted", "rrf")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,11 +43,41 @@ class Settings:
         default=False,
         metadata={"help": "Embed 'title + paragraph' (true) or the paragraph alone (false)."},
     )
+    lexical_title: bool = field(
+        default=True,
+        metadata={"help": "Index each passage's article title with it for BM25 (lexical and hybrid search)."},
+    )
     article_weight: float = field(
         default=0.5,
         metadata={
             "help": "Share of a hit's score that comes from its whole article's similarity to the "
             "question (0 ranks passages alone; 1 ranks articles alone)."
+        },
+    )
+    search_mode: str = field(
+        default="hybrid",
+        metadata={"help": "Default retrieval: dense (embeddings), lexical (BM25) or hybrid (both, fused)."},
+    )
+    fusion: str = field(
+        default="weighted",
+        metadata={
+            "help": "How hybrid fuses the two rankings: weighted (min-max normalised scores) or rrf "
+            "(reciprocal rank fusion, k=60)."
+        },
+    )
+    hybrid_weight: float = field(
+        default=0.5,
+        metadata={"help": "Dense share of a hybrid score, 0 to 1 (the lexical share is the rest)."},
+    )
+    per_article: int = field(
+        default=2,
+        metadata={"help": "At most this many passages of one article in a result list (0: no limit)."},
+    )
+    duplicate_threshold: float = field(
+        default=0.95,
+        metadata={
+            "help": "Cosine at or above which two passages count as the same text and fold into one hit "
+            "(above 1 turns folding off)."
         },
     )
     min_passage_chars: int = field(
@@ -67,6 +99,25 @@ class Settings:
             value = getattr(self, name)
             if value < low:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}={value} is not allowed: use an integer >= {low}")
+        if self.search_mode not in MODES:
+            raise ConfigError(
+                f"{ENV_PREFIX}SEARCH_MODE={self.search_mode!r} is not allowed: use one of {', '.join(MODES)}"
+            )
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"{ENV_PREFIX}FUSION={self.fusion!r} is not allowed: use one of {', '.join(FUSIONS)}")
+        if not 0.0 <= self.hybrid_weight <= 1.0:
+            raise ConfigError(
+                f"{ENV_PREFIX}HYBRID_WEIGHT={self.hybrid_weight} is not allowed: use a number from 0 to 1"
+            )
+        if not 0 <= self.per_article <= 100:
+            raise ConfigError(
+                f"{ENV_PREFIX}PER_ARTICLE={self.per_article} is not allowed: use an integer from 0 to 100"
+            )
+        if not 0.0 < self.duplicate_threshold <= 2.0:
+            raise ConfigError(
+                f"{ENV_PREFIX}DUPLICATE_THRESHOLD={self.duplicate_threshold} is not allowed: "
+                "use a number above 0 (above 1 turns folding off)"
+            )
         if not 0.0 <= self.article_weight <= 1.0:
             raise ConfigError(
                 f"{ENV_PREFIX}ARTICLE_WEIGHT={self.article_weight} is not allowed: use a number from 0 to 1"

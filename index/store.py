@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from index.articles import Article, Passage
 from index.errors import CorruptIndexError, IndexBusyError, NoIndexError
+from index.lexical import LEXICAL_DIR, LexicalIndex
 from index.manifest import MANIFEST, Manifest, check_format, file_sha256
 
 CURRENT = "CURRENT"
@@ -35,7 +36,17 @@ VECTORS = "vectors.faiss"
 METADATA = "meta.sqlite"
 ARTICLE_VECTORS = "article_vectors.npy"
 PASSAGE_ARTICLES = "passage_articles.npy"
-DATA_FILES = (VECTORS, METADATA, ARTICLE_VECTORS, PASSAGE_ARTICLES)
+LEXICAL_FILES = tuple(
+    f"{LEXICAL_DIR}/{name}"
+    for name in (
+        "params.index.json",
+        "vocab.index.json",
+        "data.csc.index.npy",
+        "indices.csc.index.npy",
+        "indptr.csc.index.npy",
+    )
+)
+DATA_FILES = (VECTORS, METADATA, ARTICLE_VECTORS, PASSAGE_ARTICLES, *LEXICAL_FILES)
 
 _SCHEMA = """
 CREATE TABLE articles (
@@ -99,11 +110,12 @@ def write_generation(
     articles: Sequence[Article],
     passages: Sequence[Passage],
     vectors: npt.NDArray[np.float32],
+    lexical: LexicalIndex,
     manifest: Manifest,
 ) -> Path:
     """Write a complete generation and make it current; call under `writer_lock`."""
-    if len(passages) != vectors.shape[0]:
-        raise ValueError("one vector per passage is required")
+    if not len(passages) == vectors.shape[0] == lexical.size:
+        raise ValueError("one vector and one lexical row per passage are required")
     staging = root / f"tmp-{token_hex(6)}"
     staging.mkdir()
     try:
@@ -112,10 +124,14 @@ def write_generation(
         passage_articles, article_vectors = article_centroids(articles, passages, vectors)
         np.save(staging / ARTICLE_VECTORS, article_vectors)
         np.save(staging / PASSAGE_ARTICLES, passage_articles)
-        files = {name: file_sha256(staging / name) for name in DATA_FILES}
+        (staging / LEXICAL_DIR).mkdir()
+        lexical.save(staging / LEXICAL_DIR)
+        written = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        files = {name: file_sha256(staging / name) for name in written}
         (staging / MANIFEST).write_text(replace(manifest, files=files).to_json(), encoding="utf-8")
-        for name in (*DATA_FILES, MANIFEST):
+        for name in (*written, MANIFEST):
             _fsync_file(staging / name)
+        _fsync_dir(staging / LEXICAL_DIR)
         _fsync_dir(staging)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         generation = root / f"gen-{stamp}-{token_hex(3)}"
@@ -233,6 +249,7 @@ class StoredIndex:
         con: sqlite3.Connection,
         article_vectors: npt.NDArray[np.float32],
         passage_articles: npt.NDArray[np.int32],
+        lexical: LexicalIndex,
     ):
         self.root = root
         self.generation = generation
@@ -241,19 +258,77 @@ class StoredIndex:
         self._con = con
         self.article_vectors = article_vectors
         self.passage_articles = passage_articles
+        self.lexical = lexical
         self._lock = threading.Lock()
+        self.article_ids = [row[0] for row in con.execute("SELECT id FROM articles ORDER BY rowid")]
+
+    def article_id_of(self, passage_id: int) -> str:
+        return str(self.article_ids[int(self.passage_articles[passage_id])])
 
     @property
     def size(self) -> int:
         return int(self._vectors.ntotal)
 
     def disk_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.generation.iterdir() if f.is_file())
+        return sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
 
-    def search(self, queries: npt.NDArray[np.float32], k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Top-k (scores, passage ids) per query row; ids are -1 where fewer than k exist."""
-        scores, ids = self._vectors.search(queries, min(k, max(1, self.size)))
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top-k (scores, passage ids) per query row; ids are -1 where fewer than k exist.
+
+        With `allowed` (a mask over passage ids) only those passages are searched, exactly, so a
+        selective filter still gets its full k.
+        """
+        k = min(k, max(1, self.size))
+        if allowed is None:
+            scores, ids = self._vectors.search(queries, k)
+            return scores, ids
+        bits = np.packbits(allowed, bitorder="little")
+        params = faiss.SearchParameters()
+        params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        scores, ids = self._vectors.search(queries, k, params=params)
         return scores, ids
+
+    def vectors_of(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The stored vectors of these passages, one row each."""
+        if not ids:
+            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
+        return np.vstack([self._vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    def matching_passages(
+        self,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        source: str | None = None,
+        article_id: str | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """A mask over passage ids: passages whose article matches every given condition.
+
+        Dates compare on their ISO day (an article without a date fails any date condition);
+        the source compares without case.
+        """
+        conditions, values = [], []
+        if date_from is not None:
+            conditions.append("substr(a.date, 1, 10) >= ?")
+            values.append(date_from)
+        if date_to is not None:
+            conditions.append("substr(a.date, 1, 10) <= ?")
+            values.append(date_to)
+        if source is not None:
+            conditions.append("lower(a.source) = lower(?)")
+            values.append(source)
+        if article_id is not None:
+            conditions.append("a.id = ?")
+            values.append(article_id)
+        sql = "SELECT p.id FROM passages p JOIN articles a ON a.id = p.article_id"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        with self._lock:
+            ids = np.fromiter((row[0] for row in self._con.execute(sql, values)), dtype=np.int64)
+        mask = np.zeros(self.size, dtype=np.bool_)
+        mask[ids] = True
+        return mask
 
     def stored_vectors(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """(passage ids, their vectors) as held by the vector index, in insertion order."""
@@ -304,7 +379,7 @@ def open_index(root: Path, verify: bool = True) -> StoredIndex:
     generation = current_generation(root)
     manifest = Manifest.from_file(generation / MANIFEST)
     check_format(manifest, root)
-    for name in DATA_FILES:
+    for name in sorted({*DATA_FILES, *manifest.files}):
         path = generation / name
         if not path.is_file():
             raise CorruptIndexError(f"The index file {path} is missing; rebuild with {build_command_hint(root)}")
@@ -317,11 +392,16 @@ def open_index(root: Path, verify: bool = True) -> StoredIndex:
         vectors = faiss.read_index(str(generation / VECTORS))
         article_vectors = np.load(generation / ARTICLE_VECTORS, allow_pickle=False)
         passage_articles = np.load(generation / PASSAGE_ARTICLES, allow_pickle=False)
-    except (RuntimeError, ValueError, OSError) as exc:
+        lexical = LexicalIndex.load(generation / LEXICAL_DIR)
+    except (RuntimeError, ValueError, OSError, KeyError) as exc:
         raise CorruptIndexError(f"Cannot read the index files in {generation}: {exc}") from None
-    if passage_articles.shape != (vectors.ntotal,) or article_vectors.shape[0] != manifest.counts["articles"]:
+    if (
+        passage_articles.shape != (vectors.ntotal,)
+        or lexical.size != vectors.ntotal
+        or article_vectors.shape[0] != manifest.counts["articles"]
+    ):
         raise CorruptIndexError(
             f"The index files in {generation} disagree in size; rebuild with {build_command_hint(root)}"
         )
     con = sqlite3.connect(f"file:{generation / METADATA}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-    return StoredIndex(root, generation, manifest, vectors, con, article_vectors, passage_articles)
+    return StoredIndex(root, generation, manifest, vectors, con, article_vectors, passage_articles, lexical)

@@ -8,7 +8,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked passage; `offsets` are character offsets of `text` in the article body."""
+    """One ranked passage; `offsets` are character offsets of `text` in the article body.
+
+    `highlights` are (start, end) offsets in `text` of the words that match the query's terms;
+    `duplicates` lists other articles whose near-identical passage folded into this hit.
+    """
 
     rank: int
     score: float
@@ -20,6 +24,8 @@ class Hit:
     source: str | None
     url: str | None
     offsets: tuple[int, int]
+    highlights: tuple[tuple[int, int], ...] = ()
+    duplicates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

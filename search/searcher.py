@@ -1,9 +1,11 @@
-"""Answer questions against a loaded index: encode the query, search FAISS, attach metadata."""
+"""Answer questions against a loaded index: dense, lexical or hybrid retrieval, filters, diversification,
+highlights. Encoding is separate from ranking, so many queries share one model call."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,17 +13,23 @@ import numpy.typing as npt
 
 from index.embedder import Embedder, model_info
 from index.errors import EmptyQueryError
+from index.lexical import ANALYZER
 from index.manifest import check_dimension, check_model
-from index.settings import Settings
+from index.settings import FUSIONS, MODES, Settings
 from index.store import StoredIndex, open_index
+from search.diversify import Pick, diversify
+from search.filters import Filters
+from search.fusion import best_first, fuse
+from search.highlight import highlight_spans, query_terms
 from search.results import ArticleView, Hit
 
 MAX_K = 100
-# Passages fetched from the vector index before article context re-orders them.
-MIN_CANDIDATES = 64
+# Candidates taken from each retriever before fusion, the article blend and diversification.
+MIN_CANDIDATES = 100
+Vectors = npt.NDArray[np.float32]
 
 
-def _check_k(k: int) -> None:
+def check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be between 1 and {MAX_K}")
 
@@ -33,6 +41,42 @@ def clean_query(query: str) -> str:
     if not cleaned:
         raise EmptyQueryError('The question is empty; ask something, e.g. `ask "energy cooperation in Central Asia"`')
     return cleaned
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to rank: defaults come from Settings; a request may change any of them."""
+
+    mode: str = "hybrid"
+    fusion: str = "weighted"
+    weight: float = 0.5
+    per_article: int = 2
+    duplicate_threshold: float = 0.95
+    filters: Filters = field(default_factory=Filters)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError("weight must be between 0 and 1")
+        if not 0 <= self.per_article <= MAX_K:
+            raise ValueError(f"per_article must be between 0 and {MAX_K}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SearchOptions:
+        return cls(
+            mode=settings.search_mode,
+            fusion=settings.fusion,
+            weight=settings.hybrid_weight,
+            per_article=settings.per_article,
+            duplicate_threshold=settings.duplicate_threshold,
+        )
+
+    def replace(self, **changes: Any) -> SearchOptions:
+        """These options with the given fields changed; None means "keep"."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -49,11 +93,18 @@ class IndexStats:
 class Searcher:
     """A loaded index and the model that built it, checked against each other at open."""
 
-    def __init__(self, index: StoredIndex, embedder: Embedder, article_weight: float = 0.5) -> None:
+    def __init__(
+        self,
+        index: StoredIndex,
+        embedder: Embedder,
+        article_weight: float = 0.5,
+        defaults: SearchOptions | None = None,
+    ) -> None:
         check_dimension(index.manifest, embedder.dimension, index.root)
         self.index = index
         self.embedder = embedder
         self.article_weight = article_weight
+        self.defaults = defaults or SearchOptions()
 
     @classmethod
     def open(cls, settings: Settings, embedder: Embedder | None = None) -> Searcher:
@@ -62,56 +113,80 @@ class Searcher:
         try:
             info = embedder.info if embedder else model_info(settings)
             check_model(index.manifest, info, settings.index)
-            return cls(index, embedder or Embedder.load(settings, info), settings.article_weight)
+            loaded = embedder or Embedder.load(settings, info)
+            return cls(index, loaded, settings.article_weight, SearchOptions.from_settings(settings))
         except BaseException:
             index.close()
             raise
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The k passages closest to `query`, best first."""
-        _check_k(k)
-        vector = self.embedder.embed_query(clean_query(query))
-        return self._hits(self.rank(vector, k)[0])
+    def search(self, query: str, k: int = 10, options: SearchOptions | None = None) -> list[Hit]:
+        """The k best passages for `query`, best first."""
+        return self.search_many([query], k, options)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+    def search_many(self, queries: Sequence[str], k: int = 10, options: SearchOptions | None = None) -> list[list[Hit]]:
         """`search` for many queries: one encoding batch and one vector-index call for all of them."""
-        _check_k(k)
-        if not queries:
+        check_k(k)
+        options = options or self.defaults
+        texts = [clean_query(q) for q in queries]
+        if not texts:
             return []
-        vectors = self.embedder.embed_queries([clean_query(q) for q in queries])
-        return [self._hits(found) for found in self.rank(vectors, k)]
+        vectors = None if options.mode == "lexical" else self.encode(texts)
+        picks = self.retrieve(vectors, texts, k, options)
+        return [self._hits(found, text) for found, text in zip(picks, texts, strict=True)]
 
-    def _hits(self, found: list[tuple[float, int]]) -> list[Hit]:
-        rows = self.index.passages([i for _, i in found])
-        hits = []
-        for rank, (score, pid) in enumerate(found, start=1):
-            row = rows[pid]
-            hits.append(
-                Hit(
-                    rank,
-                    score,
-                    pid,
-                    row.article_id,
-                    row.title,
-                    row.text,
-                    row.date,
-                    row.source,
-                    row.url,
-                    (row.start, row.end),
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """Query vectors, one row per (cleaned) query."""
+        if len(texts) == 1:
+            return self.embedder.embed_query(texts[0])
+        return self.embedder.embed_queries(texts)
+
+    def retrieve(
+        self, vectors: Vectors | None, texts: Sequence[str], k: int, options: SearchOptions | None = None
+    ) -> list[list[Pick]]:
+        """Rank passages for queries whose vectors are ready (None in lexical mode): the ranking alone."""
+        options = options or self.defaults
+        allowed = None
+        if not options.filters.empty:
+            f = options.filters
+            allowed = self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
+            if not allowed.any():
+                return [[] for _ in texts]
+        depth = max(MIN_CANDIDATES, 5 * k)
+        dense: list[dict[int, float]] = []
+        if options.mode != "lexical":
+            if vectors is None:
+                raise ValueError(f"mode {options.mode!r} needs query vectors")
+            dense = self._dense(vectors, depth, allowed)
+        results = []
+        for n, text in enumerate(texts):
+            if options.mode == "dense":
+                scores = dense[n]
+            else:
+                lexical = self._lexical(text, depth, allowed)
+                scores = (
+                    lexical if options.mode == "lexical" else fuse(options.fusion, dense[n], lexical, options.weight)
+                )
+            results.append(
+                diversify(
+                    best_first(scores),
+                    self.index.article_id_of,
+                    self.index.vectors_of,
+                    k,
+                    options.per_article,
+                    options.duplicate_threshold,
                 )
             )
-        return hits
+        return results
 
-    def rank(self, vectors: npt.NDArray[np.float32], k: int) -> list[list[tuple[float, int]]]:
-        """Per query row, (score, passage id) best first: passage similarity blended with its article's.
+    def _dense(self, vectors: Vectors, depth: int, allowed: npt.NDArray[np.bool_] | None) -> list[dict[int, float]]:
+        """Per query, {passage id: score}: passage similarity blended with its article's.
 
         An article's vector is the mean of its passages, so a passage from an article that is about
         the question as a whole outranks an equally close passage from an article that is not.
         """
         weight = self.article_weight
-        depth = k if weight == 0 else max(MIN_CANDIDATES, 4 * k)
-        all_scores, all_ids = self.index.search(vectors, depth)
-        ranked = []
+        all_scores, all_ids = self.index.search(vectors, depth, allowed)
+        found = []
         for vector, scores, ids in zip(vectors, all_scores, all_ids, strict=True):
             keep = ids >= 0
             passage_scores, passage_ids = scores[keep], ids[keep]
@@ -119,9 +194,36 @@ class Searcher:
                 owners = self.index.passage_articles[passage_ids]
                 article_scores = self.index.article_vectors[owners] @ vector
                 passage_scores = (1 - weight) * passage_scores + weight * article_scores
-            order = np.argsort(-passage_scores, kind="stable")[:k]
-            ranked.append([(float(passage_scores[i]), int(passage_ids[i])) for i in order])
-        return ranked
+            found.append(dict(zip(passage_ids.tolist(), passage_scores.tolist(), strict=True)))
+        return found
+
+    def _lexical(self, text: str, depth: int, allowed: npt.NDArray[np.bool_] | None) -> dict[int, float]:
+        scores, ids = self.index.lexical.search(ANALYZER.terms(text), depth, allowed)
+        return dict(zip(ids.tolist(), scores.tolist(), strict=True))
+
+    def _hits(self, picks: list[Pick], query: str) -> list[Hit]:
+        rows = self.index.passages([p.passage_id for p in picks])
+        terms = query_terms(query)
+        hits = []
+        for rank, pick in enumerate(picks, start=1):
+            row = rows[pick.passage_id]
+            hits.append(
+                Hit(
+                    rank,
+                    pick.score,
+                    pick.passage_id,
+                    row.article_id,
+                    row.title,
+                    row.text,
+                    row.date,
+                    row.source,
+                    row.url,
+                    (row.start, row.end),
+                    tuple(highlight_spans(row.text, terms)),
+                    tuple(pick.duplicates),
+                )
+            )
+        return hits
 
     def article(self, article_id: str) -> ArticleView | None:
         found = self.index.article(article_id)

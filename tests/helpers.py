@@ -8,7 +8,10 @@ from pathlib import Path
 from index.settings import REPO_ROOT
 
 # The fields of a hit, in the CLI's --json output and the HTTP API alike.
-HIT_FIELDS = {"rank", "score", "passage_id", "article_id", "title", "text", "date", "source", "url", "offsets"}
+HIT_FIELDS = {
+    "rank", "score", "passage_id", "article_id", "title", "text", "date", "source", "url", "offsets", "highlights",
+    "duplicates",
+}  # fmt: skip
 
 
 def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:

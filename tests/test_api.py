@@ -34,7 +34,7 @@ def test_get_search_puts_china_kazakhstan_first(client: TestClient) -> None:
     response = client.get("/search", params={"q": "energy cooperation in Central Asia", "k": 3})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"query", "took_ms", "hits"}
+    assert set(body) == {"query", "mode", "took_ms", "hits"} and body["mode"] == "hybrid"
     assert body["query"] == "energy cooperation in Central Asia" and body["took_ms"] > 0
     assert len(body["hits"]) == 3 and body["hits"][0]["article_id"] == CK
     assert set(body["hits"][0]) == HIT_FIELDS
@@ -130,3 +130,46 @@ def test_without_index_search_is_503_and_health_says_so(tmp_path: Path, news_set
     with TestClient(create_app(news_settings.replace(index=tmp_path / "none"))) as empty:
         assert empty.get("/health").json() == {"status": "ok", "index_loaded": False}
         assert "semsearch index" in assert_error(empty.get("/search", params={"q": "x"}), 503, "no_index")
+
+
+def test_search_parameters_reach_the_engine(client: TestClient) -> None:
+    q = "energy cooperation in Central Asia"
+    lexical = client.get("/search", params={"q": q, "mode": "lexical", "k": 5}).json()
+    assert lexical["mode"] == "lexical" and lexical["hits"]
+    uncapped = client.get("/search", params={"q": q, "per_article": 0, "k": 10}).json()["hits"]
+    capped = client.post("/search", json={"query": q, "per_article": 1, "k": 10}).json()["hits"]
+    assert [h["article_id"] for h in uncapped].count(CK) > 1
+    assert [h["article_id"] for h in capped].count(CK) == 1
+    hit = uncapped[0]
+    assert hit["highlights"] and all(hit["text"][s:e].lower().startswith(("energ", "cooper", "central", "asia"))
+                                     for s, e in hit["highlights"])  # fmt: skip
+    dated = client.get("/search", params={"q": q, "date_from": "2004-10-01", "date_to": "2004-12-31"}).json()
+    assert dated["hits"] and all("2004-10-01" <= h["date"][:10] <= "2004-12-31" for h in dated["hits"])
+    one = client.post("/search", json={"query": "pipelines", "article_id": CK, "per_article": 0, "k": 3}).json()
+    assert {h["article_id"] for h in one["hits"]} == {CK}
+    rrf = client.post("/search", json={"query": q, "mode": "hybrid", "fusion": "rrf", "weight": 0.7}).json()
+    assert rrf["hits"] and rrf["mode"] == "hybrid"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"mode": "telepathy"}, "mode"),
+        ({"fusion": "max"}, "fusion"),
+        ({"weight": "1.5"}, "weight"),
+        ({"per_article": "-1"}, "per_article"),
+        ({"date_from": "May 2012"}, "date_from"),
+        ({"date_to": "2012-5-1"}, "date_to"),
+    ],
+)
+def test_bad_search_parameters_are_422(client: TestClient, params: dict[str, str], field: str) -> None:
+    message = assert_error(client.get("/search", params={"q": "Kenya", **params}), 422, "invalid_request")
+    assert field in message
+
+
+def test_an_impossible_date_or_empty_range_is_an_invalid_filter(client: TestClient) -> None:
+    assert "YYYY-MM-DD" in assert_error(
+        client.get("/search", params={"q": "Kenya", "date_from": "2012-02-30"}), 422, "invalid_filter"
+    )
+    body = {"query": "Kenya", "date_from": "2012-06-01", "date_to": "2012-05-01"}
+    assert "after date_to" in assert_error(client.post("/search", json=body), 422, "invalid_filter")

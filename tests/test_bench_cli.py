@@ -84,7 +84,7 @@ def test_latency_measures_stages_and_http_levels(tiny_beir: Path, tmp_path: Path
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     record = outputs(out, "latency")
-    assert set(record["in_process"]) == {"encode", "vector_search", "search"}
+    assert set(record["in_process"]) == {"encode", "retrieve", "search"}
     for stage in record["in_process"].values():
         assert 0 < stage["p50_ms"] <= stage["p99_ms"] and stage["runs"] == 2
     assert set(record["http"]) == {"c1", "c3"}

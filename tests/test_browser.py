@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from index.lexical import ANALYZER
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
     "--headless=new",
@@ -68,3 +70,21 @@ def test_markup_in_results_is_shown_as_text(page: Page, live_server: str) -> Non
     page.goto(live_server + "/?q=" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E%20Kenya%20interns")
     expect(page.locator("#results li").first).to_be_visible()
     assert page.locator("#results img").count() == 0
+
+
+def test_query_words_are_marked_and_filters_apply(page: Page, live_server: str) -> None:
+    page.goto(live_server + "/")
+    page.locator("#date_from").fill("2004-10-01")
+    page.locator("#date_to").fill("2004-12-31")
+    page.locator("#mode").select_option("lexical")
+    page.locator("#q").fill("mobile phones")
+    page.locator("#q").press("Enter")
+    expect(page.locator("#results li").first).to_be_visible()
+    metas = page.locator("#results .meta").all_inner_texts()
+    assert metas and all(m.startswith("2004-1") for m in metas), metas
+    marks = page.locator("#results mark").all_inner_texts()
+    assert marks and {ANALYZER.terms(m)[0] for m in marks} <= set(ANALYZER.terms("mobile phones")), marks
+    assert "date_from=2004-10-01" in page.url and "mode=lexical" in page.url
+    page.reload()  # the filters come back from the address
+    expect(page.locator("#date_from")).to_have_value("2004-10-01")
+    expect(page.locator("#results li").first).to_be_visible()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from index.lexical import ANALYZER
 from index.settings import Settings
 from tests.helpers import HIT_FIELDS, write_corpus
 
@@ -90,3 +91,26 @@ def test_bad_setting_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run([str(BIN / "ask"), "q"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2
     assert "SEMSEARCH_THREADS='lots' is not allowed" in result.stderr
+
+
+def test_ask_takes_mode_filters_and_cap(news_settings: Settings) -> None:
+    args = ["ask", "energy cooperation in Central Asia", "--json", "-k", "10", "--per-article", "1"]
+    result = run(*args, "--mode", "lexical", "--source", "Global Voices (globalvoicesonline.org)",
+                 index=news_settings.index)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert len(hits) == 10 and len({h["article_id"] for h in hits}) == 10
+    assert all(h["source"].startswith("Global Voices") for h in hits)
+    wanted = set(ANALYZER.terms("energy cooperation in Central Asia"))
+    for hit in hits:  # a lexical hit has a query word in its passage (marked) or in its title
+        in_text = bool(wanted & set(ANALYZER.terms(hit["text"])))
+        assert in_text or wanted & set(ANALYZER.terms(hit["title"]))
+        assert bool(hit["highlights"]) == in_text
+
+
+def test_ask_refuses_a_bad_filter_before_loading_anything(tmp_path: Path) -> None:
+    result = run("ask", "Kenya", "--date-from", "2012-13-01", index=tmp_path / "no-index")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: date_from='2012-13-01' is not a date")
+    bad_mode = run("ask", "Kenya", "--mode", "telepathy", index=tmp_path / "no-index")
+    assert bad_mode.returncode == 2 and "telepathy" in bad_mode.stderr

@@ -62,7 +62,8 @@ def test_saved_index_answers_like_brute_force(small_settings: Settings, embedder
             query = embedder.embed_query(question)[0]
             expected_scores = (1 - weight) * (vectors @ query) + weight * (centroids @ query)
             expected = np.argsort(-expected_scores, kind="stable")[:4]
-            hits = searcher.search(question, k=4)
+            exact = searcher.defaults.replace(mode="dense", per_article=0, duplicate_threshold=2.0)
+            hits = searcher.search(question, 4, exact)
             assert [h.score for h in hits] == pytest.approx(expected_scores[expected].tolist(), abs=1e-5)
             if weight < 1.0:
                 assert [h.passage_id for h in hits] == expected.tolist()

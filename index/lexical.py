@@ -1,0 +1,102 @@
+"""The lexical half of an index: BM25 (bm25s) over stemmed English terms without stop words.
+
+The analyzer is shared by indexing, querying and highlighting, so a highlighted word is exactly
+a word that matched. Rows of the BM25 matrix are passage ids.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+# Lucene's English stop words (bm25s ships the same list); word pattern as in scikit-learn and bm25s.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there "  # noqa: SIM905
+    "these they this to was will with".split()
+)
+_WORD = re.compile(r"\b\w\w+\b")
+LEXICAL_DIR = "lexical"
+
+
+class Analyzer:
+    """Lower-cased words of two or more characters, stop words dropped, Snowball-stemmed."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()  # a PyStemmer object is not safe to share between threads
+
+    def _stemmer(self) -> object:
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:
+            import Stemmer
+
+            stemmer = self._local.stemmer = Stemmer.Stemmer("english")
+        return stemmer
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, term) for every indexed word of `text`."""
+        words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+        words = [w for w in words if w[2] not in STOPWORDS]
+        stems = self._stemmer().stemWords([w for _, _, w in words])  # type: ignore[attr-defined]
+        return [(start, end, stem) for (start, end, _), stem in zip(words, stems, strict=True)]
+
+    def terms(self, text: str) -> list[str]:
+        return [term for _, _, term in self.spans(text)]
+
+
+ANALYZER = Analyzer()
+
+
+class LexicalIndex:
+    """BM25 scores for every passage; built in one pass, saved beside the vectors."""
+
+    def __init__(self, retriever: object) -> None:
+        self._retriever = retriever
+
+    @classmethod
+    def build(cls, documents: Iterable[str]) -> LexicalIndex:
+        import bm25s
+
+        retriever = bm25s.BM25()
+        tokens = [ANALYZER.terms(text) for text in documents]
+        retriever.index(tokens, show_progress=False)
+        return cls(retriever)
+
+    def save(self, directory: Path) -> list[Path]:
+        self._retriever.save(str(directory), show_progress=False)  # type: ignore[attr-defined]
+        return sorted(p for p in directory.iterdir() if p.is_file())
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex:
+        import bm25s
+
+        return cls(bm25s.BM25.load(str(directory), mmap=False, show_progress=False))
+
+    @property
+    def size(self) -> int:
+        return int(self._retriever.scores["num_docs"])  # type: ignore[attr-defined]
+
+    def scores(self, terms: Sequence[str]) -> npt.NDArray[np.float32]:
+        """BM25 score of every passage for the query terms (terms unknown to the corpus score nothing)."""
+        vocab: dict[str, int] = self._retriever.vocab_dict  # type: ignore[attr-defined]
+        known = [t for t in terms if t in vocab]
+        if not known:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self._retriever.get_scores(known), dtype=np.float32)  # type: ignore[attr-defined]
+
+    def search(
+        self, terms: Sequence[str], k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top-k (scores, passage ids) with a positive score, best first; `allowed` masks passages out."""
+        scores = self.scores(terms)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0).astype(np.float32)
+        positive = np.flatnonzero(scores > 0)
+        if len(positive) > k:
+            positive = positive[np.argpartition(-scores[positive], k - 1)[:k]]
+        order = positive[np.lexsort((positive, -scores[positive]))]
+        return scores[order], order.astype(np.int64)

@@ -1,0 +1,55 @@
+"""The BM25 side: analyzer, ranking, masks, save and load, and highlights built on the same analyzer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index.lexical import ANALYZER, LexicalIndex
+from search.highlight import highlight_spans, query_terms
+
+DOCS = [
+    "Kazakhstan and China sign energy agreements on oil pipelines.",
+    "Press freedom in Kenya: bloggers and journalists.",
+    "Energies of the region: Central Asian gas and the pipeline to China.",
+    "A recipe for plov, with no politics at all.",
+]
+
+
+def test_analyzer_lowercases_stems_and_drops_stop_words() -> None:
+    assert ANALYZER.terms("The Pipelines of the ENERGY sector") == ["pipelin", "energi", "sector"]
+    text = "Energies in Asia"
+    assert [(text[s:e], term) for s, e, term in ANALYZER.spans(text)] == [("Energies", "energi"), ("Asia", "asia")]
+
+
+def test_bm25_ranks_matching_passages_and_skips_the_rest() -> None:
+    index = LexicalIndex.build(DOCS)
+    scores, ids = index.search(ANALYZER.terms("energy pipeline China"), k=10)
+    assert set(ids.tolist()) == {0, 2}
+    assert list(scores) == sorted(scores, reverse=True) and all(scores > 0)
+    assert index.search(ANALYZER.terms("zebra"), k=10)[1].size == 0
+    assert index.search([], k=10)[1].size == 0
+
+
+def test_a_mask_limits_bm25_to_allowed_passages() -> None:
+    index = LexicalIndex.build(DOCS)
+    allowed = np.array([False, True, True, True])
+    _, ids = index.search(ANALYZER.terms("energy pipeline China"), k=10, allowed=allowed)
+    assert ids.tolist() == [2]
+
+
+def test_saved_index_loads_with_identical_scores(tmp_path: Path) -> None:
+    index = LexicalIndex.build(DOCS)
+    index.save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path)
+    terms = ANALYZER.terms("Kenya journalists energy")
+    assert loaded.size == 4
+    assert np.array_equal(loaded.scores(terms), index.scores(terms))
+
+
+def test_highlights_mark_stem_matches_but_not_stop_words() -> None:
+    text = "The energies of Central Asia, and an energy pipeline."
+    spans = highlight_spans(text, query_terms("energy in the Asia"))
+    assert [text[s:e] for s, e in spans] == ["energies", "Asia", "energy"]
+    assert highlight_spans(text, query_terms("the of and")) == []

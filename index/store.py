@@ -294,7 +294,7 @@ class StoredIndex:
         """The stored vectors of these passages, one row each."""
         if not ids:
             return np.zeros((0, self.manifest.dimension), dtype=np.float32)
-        return np.vstack([self._vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
+        return np.asarray(self._vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64)), dtype=np.float32)
 
     def matching_passages(
         self,

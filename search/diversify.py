@@ -31,36 +31,45 @@ def diversify(
     """The first k candidates of `ranked` that are neither near-duplicates of a kept one nor over the cap.
 
     A candidate whose cosine to a kept passage is at least `duplicate_threshold` folds into it (its article
-    is listed once in that hit's `duplicates`), also when it ranks below the k-th hit; `per_article` = 0
+    is listed once in that hit's `duplicates`), also when it ranks below the k-th hit (down to position 2k);
+    `per_article` = 0
     and a threshold above 1 turn each rule off. Candidates dropped by the cap are not lost: they stay
     reachable through their article.
     """
     picks: list[Pick] = []
     per: dict[str, int] = {}
+    kept_at: dict[int, int] = {}  # position in `ranked` -> index in picks
     collapse = duplicate_threshold <= 1.0
-    kept_vectors: list[npt.NDArray[np.float32]] = []
-    batch = max(4 * k, 32)
-    for lo in range(0, len(ranked), batch):
-        chunk = ranked[lo : lo + batch]
-        vectors = vectors_of([pid for _, pid in chunk]) if collapse else None
-        for n, (score, pid) in enumerate(chunk):
-            article = article_of(pid)
-            if collapse and vectors is not None and kept_vectors:
-                similar = np.stack(kept_vectors) @ vectors[n]
-                best = int(np.argmax(similar))
-                if float(similar[best]) >= duplicate_threshold:
-                    owner = picks[best]
-                    if article != owner.article_id and article not in owner.duplicates:
-                        owner.duplicates.append(article)
+    # Once k are kept, candidates down to this position may still fold into them.
+    horizon = 2 * k if collapse else k
+    step = max(2 * k, 32)
+    seen: npt.NDArray[np.float32] | None = None  # vectors of ranked[:hi]
+    for lo in range(0, len(ranked), step):
+        hi = min(len(ranked), lo + step)
+        folds: dict[int, npt.NDArray[np.intp]] = {}
+        if collapse:
+            chunk = vectors_of([pid for _, pid in ranked[lo:hi]])
+            seen = chunk if seen is None else np.vstack([seen, chunk])
+            near = (chunk @ seen.T) >= duplicate_threshold
+            near &= np.arange(hi)[None, :] < np.arange(lo, hi)[:, None]  # only earlier candidates
+            folds = {lo + int(i): np.flatnonzero(near[i]) for i in np.flatnonzero(near.any(axis=1))}
+        for n in range(lo, hi):
+            if len(picks) == k and n >= horizon:
+                return picks
+            score, pid = ranked[n]
+            if n in folds:
+                owner = next((kept_at[int(j)] for j in folds[n] if int(j) in kept_at), None)
+                if owner is not None:
+                    hit, article = picks[owner], article_of(pid)
+                    if article != hit.article_id and article not in hit.duplicates:
+                        hit.duplicates.append(article)
                     continue
             if len(picks) == k:
-                if not collapse:
-                    return picks
                 continue  # full: later candidates only fold into kept hits
+            article = article_of(pid)
             if per_article and per.get(article, 0) >= per_article:
                 continue
             per[article] = per.get(article, 0) + 1
+            kept_at[n] = len(picks)
             picks.append(Pick(score, pid, article))
-            if vectors is not None:
-                kept_vectors.append(vectors[n])
     return picks

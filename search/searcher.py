@@ -151,7 +151,7 @@ class Searcher:
             allowed = self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
             if not allowed.any():
                 return [[] for _ in texts]
-        depth = max(MIN_CANDIDATES, 5 * k)
+        depth = max(MIN_CANDIDATES, 2 * k)
         dense: list[dict[int, float]] = []
         if options.mode != "lexical":
             if vectors is None:

@@ -87,7 +87,7 @@ class Settings:
     batch_size: int = field(default=32, metadata={"help": "Passages encoded per model call while indexing."})
     threads: int = field(
         default_factory=_default_threads,
-        metadata={"help": "Threads for torch and FAISS (numpy's BLAS is kept at one)."},
+        metadata={"help": "Threads for torch (numpy's BLAS and FAISS searches use one)."},
     )
     ignore: tuple[str, ...] = field(
         default=("README*", "LICENSE*", "NOTICE*", ".*"),

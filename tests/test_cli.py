@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from api.cli import highlighted
 from index.lexical import ANALYZER
 from index.settings import Settings
 from tests.helpers import HIT_FIELDS, write_corpus
@@ -114,3 +115,12 @@ def test_ask_refuses_a_bad_filter_before_loading_anything(tmp_path: Path) -> Non
     assert result.stderr.strip().startswith("error: date_from='2012-13-01' is not a date")
     bad_mode = run("ask", "Kenya", "--mode", "telepathy", index=tmp_path / "no-index")
     assert bad_mode.returncode == 2 and "telepathy" in bad_mode.stderr
+
+
+def test_highlighted_words_are_bold_on_a_terminal() -> None:
+    import click
+
+    text = "Energy ties in Central Asia"
+    shown = highlighted(text, [(0, 6), (23, 27)])
+    assert shown == click.style("Energy", bold=True) + " ties in Central " + click.style("Asia", bold=True)
+    assert click.unstyle(shown) == text

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from api.cli import ARGV_KEY, handle_errors, load_settings
-from benchmarks.datasets import SQUAD_DEV
+from benchmarks.datasets import SQUAD_DEV, Dataset, corpus_slice, load_beir
 from benchmarks.report import EXPECTED_DIR, RESULTS_DIR
 from benchmarks.workspace import WORK_DIR
 from index.settings import REPO_ROOT, Settings
@@ -63,6 +63,28 @@ def common_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def dataset_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--dataset",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=SQUAD_DEV,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def records_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--records", type=click.IntRange(0), default=0, show_default=True, help=help_text)
+
+
+def load_dataset(folder: Path, records: int, seed: int, work_dir: Path) -> Dataset:
+    """The BEIR data set at `folder`, or a seeded slice of `records` of its corpus records (0: all)."""
+    data = load_beir(folder)
+    if records:
+        data = corpus_slice(data, records, seed, work_dir / f"slice-{data.digest[:12]}-{records}-{seed}")
+    return data
 
 
 def _settings_record(settings: Settings) -> dict[str, Any]:
@@ -151,13 +173,7 @@ def bench() -> None:
 
 
 @bench.command("quality", help="Recall@1/5/10/100, MRR@10 and nDCG@10 per retrieval mode on a BEIR data set.")
-@click.option(
-    "--dataset",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=SQUAD_DEV,
-    show_default=True,
-    help="BEIR folder: corpus.jsonl, queries.jsonl, qrels.tsv.",
-)
+@dataset_option("BEIR folder: corpus.jsonl, queries.jsonl, qrels.tsv.")
 @click.option("--mode", "modes", multiple=True, help="Retrieval mode (repeatable); default: every mode.")
 @click.option(
     "--queries",
@@ -167,13 +183,7 @@ def bench() -> None:
     show_default=True,
     help="Seeded sample of this many queries; 0 = all.",
 )
-@click.option(
-    "--records",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Index a seeded slice of this many corpus records (with the queries judged on them); 0 = all.",
-)
+@records_option("Index a seeded slice of this many corpus records (with the queries judged on them); 0 = all.")
 @click.option("--latency-queries", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Latency runs.")
 @click.option("--sweep", is_flag=True, help="Also sweep the hybrid weight on a tuning half and a held-out half.")
@@ -194,7 +204,6 @@ def quality(
     check: bool,
     expected: Path | None,
 ) -> None:
-    from benchmarks.datasets import corpus_slice, load_beir
     from benchmarks.quality import CONFIGS, measure_quality
     from benchmarks.workspace import cached_index
     from index.embedder import Embedder
@@ -204,9 +213,7 @@ def quality(
     if unknown:
         raise click.BadParameter(f"{', '.join(unknown)}; modes: {', '.join(CONFIGS)}", param_hint="--mode")
     settings = load_settings()
-    data = load_beir(dataset)
-    if records:
-        data = corpus_slice(data, records, seed, work_dir / f"slice-{data.digest[:12]}-{records}-{seed}")
+    data = load_dataset(dataset, records, seed, work_dir)
     embedder = Embedder.load(settings)
     index_settings = cached_index("quality", [data.corpus], settings, work_dir, embedder)
     searcher = Searcher.open(index_settings, embedder)
@@ -236,13 +243,7 @@ def quality(
     default=None,
     help="Query this existing index instead of building one from --corpus.",
 )
-@click.option(
-    "--dataset",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=SQUAD_DEV,
-    show_default=True,
-    help="BEIR folder whose questions are the query load.",
-)
+@dataset_option("BEIR folder whose questions are the query load.")
 @click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--concurrency", default="1,4,16", show_default=True, help="HTTP client counts, comma-separated.")
@@ -280,7 +281,7 @@ def latency(
     check: bool,
     expected: Path | None,
 ) -> None:
-    from benchmarks.datasets import load_beir, sample_queries
+    from benchmarks.datasets import sample_queries
     from benchmarks.latency import in_process, over_http
     from benchmarks.server import serve_index
     from benchmarks.workspace import cached_index
@@ -322,20 +323,8 @@ def latency(
 
 
 @bench.command("indexing", help="Build throughput, peak RSS and index size, beside plain SentenceTransformer.encode.")
-@click.option(
-    "--dataset",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=SQUAD_DEV,
-    show_default=True,
-    help="BEIR folder whose corpus.jsonl is indexed.",
-)
-@click.option(
-    "--records",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Index a seeded slice of this many records; 0 = all.",
-)
+@dataset_option("BEIR folder whose corpus.jsonl is indexed.")
+@records_option("Index a seeded slice of this many records; 0 = all.")
 @click.option("--runs", type=click.IntRange(1), default=2, show_default=True)
 @common_options
 @handle_errors
@@ -350,13 +339,10 @@ def indexing(
     check: bool,
     expected: Path | None,
 ) -> None:
-    from benchmarks.datasets import corpus_slice, load_beir
     from benchmarks.indexing import measure_indexing
 
     settings = load_settings()
-    data = load_beir(dataset)
-    if records:
-        data = corpus_slice(data, records, seed, work_dir / f"slice-{data.digest[:12]}-{records}-{seed}")
+    data = load_dataset(dataset, records, seed, work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     figures = measure_indexing(data.corpus, work_dir, runs)
     record = base_record("indexing", settings, seed)
@@ -371,13 +357,7 @@ def indexing(
     show_default=True,
     help="'corpus' (the data set's real vectors) and/or synthetic vector counts, comma-separated.",
 )
-@click.option(
-    "--dataset",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=SQUAD_DEV,
-    show_default=True,
-    help="BEIR folder for the 'corpus' size: its passages and questions.",
-)
+@dataset_option("BEIR folder for the 'corpus' size: its passages and questions.")
 @click.option(
     "--hnsw-max",
     type=click.IntRange(0),
@@ -403,7 +383,7 @@ def ann(
     import numpy as np
 
     from benchmarks.ann import measure_size, size_label, synthetic_vectors
-    from benchmarks.datasets import load_beir, sample_queries
+    from benchmarks.datasets import sample_queries
     from benchmarks.workspace import cached_index
     from index.embedder import Embedder
     from index.store import open_index

@@ -100,7 +100,7 @@ def finish(
     settings: Settings = record.pop("_settings")
     record["environment"] = environment(settings)
     record["settings"] = _settings_record(settings)
-    body, plot = _RENDER[name]
+    body, plot = _render_table()[name]  # imports matplotlib's helpers only when a run finishes
     text = body(record)
     written = write_outputs(out, name, record, text, lambda path: plot(record, path))
     if json_out is not None:
@@ -131,17 +131,6 @@ def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Calla
         "indexing": (indexing_markdown, indexing_plot),
         "ann": (ann_markdown, ann_plot),
     }
-
-
-class _Renderers(dict[str, Any]):
-    """Imports the renderers (and matplotlib's helpers) on first use only."""
-
-    def __missing__(self, key: str) -> Any:
-        self.update(_render_table())
-        return self[key]
-
-
-_RENDER = _Renderers()
 
 
 def base_record(name: str, settings: Settings, seed: int) -> dict[str, Any]:

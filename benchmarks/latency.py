@@ -1,4 +1,4 @@
-"""Latency: query encoding, vector search and whole in-process search; then real HTTP under concurrency."""
+"""Latency: query encoding, ranking and whole in-process search; then real HTTP under concurrency."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import httpx
 from benchmarks.report import markdown_table, new_figure, save_figure
 from benchmarks.timing import across_runs, latency_summary, time_calls
 from search.searcher import Searcher
-
-STAGES = ("encode", "retrieve", "search")
 
 
 def in_process(searcher: Searcher, texts: Sequence[str], runs: int, k: int = 10) -> dict[str, Any]:

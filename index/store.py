@@ -308,19 +308,14 @@ class StoredIndex:
         Dates compare on their ISO day (an article without a date fails any date condition);
         the source compares without case.
         """
-        conditions, values = [], []
-        if date_from is not None:
-            conditions.append("substr(a.date, 1, 10) >= ?")
-            values.append(date_from)
-        if date_to is not None:
-            conditions.append("substr(a.date, 1, 10) <= ?")
-            values.append(date_to)
-        if source is not None:
-            conditions.append("lower(a.source) = lower(?)")
-            values.append(source)
-        if article_id is not None:
-            conditions.append("a.id = ?")
-            values.append(article_id)
+        given = [
+            ("substr(a.date, 1, 10) >= ?", date_from),
+            ("substr(a.date, 1, 10) <= ?", date_to),
+            ("lower(a.source) = lower(?)", source),
+            ("a.id = ?", article_id),
+        ]
+        conditions = [sql for sql, value in given if value is not None]
+        values = [value for _, value in given if value is not None]
         sql = "SELECT p.id FROM passages p JOIN articles a ON a.id = p.article_id"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hmac
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from importlib import resources
@@ -13,12 +16,22 @@ import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
-from api.errors import BodyLimitMiddleware, NotFound, ServiceUnavailable, install_error_handlers
+from api.errors import (
+    BodyLimitMiddleware,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    install_error_handlers,
+)
 from api.schemas import (
     DAY_PATTERN,
     PARAM_HELP,
     QUERY_HELP,
     QUERY_SCHEMA,
+    ArticleBatchIn,
+    ArticleIn,
     ArticleOut,
     ErrorOut,
     Fusion,
@@ -29,28 +42,85 @@ from api.schemas import (
     SearchRequest,
     SearchResponse,
     StatsOut,
+    WriteOut,
 )
-from index.errors import SemsearchError
+from index.articles import Article
+from index.builder import BuildSummary, delete_articles, write_articles
+from index.errors import InvalidArticleError, SemsearchError
+from index.readers import article_from_record
 from index.settings import Settings
 from search.filters import Filters
+from search.live import LiveSearcher, follow
 from search.searcher import MAX_K, Searcher
 
-MAX_BODY_BYTES = 64 * 1024
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut, "description": text}
-    for code, text in ((404, "Not found"), (413, "Body too large"), (422, "Invalid request"), (503, "No index"))
-}
+
+def _responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    text = {
+        401: "No bearer token",
+        403: "Wrong token, or writes are off",
+        404: "Not found",
+        409: "Another process is writing the index",
+        413: "Body too large",
+        415: "Body is not JSON",
+        422: "Invalid request",
+        503: "No index",
+    }
+    return {code: {"model": ErrorOut, "description": text[code]} for code in codes}
 
 
-def get_searcher(request: Request) -> Searcher:
-    """The searcher loaded at start-up, or a 503 saying why there is none."""
-    loaded: Searcher | None = request.app.state.searcher
-    if loaded is None:
-        raise ServiceUnavailable(str(request.app.state.load_error or "The index is not loaded"))
-    return loaded
+def get_searcher(request: Request) -> Iterator[Searcher]:
+    """The current generation's searcher for the length of one request, or a 503 saying why there is none."""
+    live: LiveSearcher = request.app.state.live
+    if not live.loaded:
+        raise ServiceUnavailable(str(live.last_error or "The index is not loaded"))
+    with live.use() as searcher:
+        yield searcher
+
+
+def require_json(request: Request) -> None:
+    """Bodies are JSON: anything else is a 415 before it is parsed."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaType(f"Send the body as JSON with `Content-Type: application/json` (got {kind!r})")
+
+
+def require_writer(request: Request) -> None:
+    """Writes need the configured bearer token: 401 without one, 403 with a wrong one or none configured."""
+    expected: str = request.app.state.settings.api_token
+    if not expected:
+        raise Forbidden("Writes are off on this server: start it with SEMSEARCH_API_TOKEN set to a secret token")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("Writes need `Authorization: Bearer <token>`")
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Forbidden("The bearer token is not the one this server accepts")
 
 
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+JSON_BODY = [Depends(require_json)]
+WRITER = [Depends(require_writer), Depends(require_json)]
+
+
+def to_article(item: ArticleIn, where: str) -> Article:
+    try:
+        return article_from_record(item.model_dump(exclude_none=True), item.id, where)
+    except ValueError as exc:
+        raise InvalidArticleError(f"{where}: {exc}") from None
+
+
+def write_out(summary: BuildSummary) -> WriteOut:
+    return WriteOut(
+        generation=summary.generation,
+        articles=summary.articles,
+        passages=summary.passages,
+        added=summary.added,
+        updated=summary.updated,
+        removed=summary.removed,
+        unchanged=summary.unchanged,
+        embedded=summary.embedded,
+        reused=summary.reused,
+        index_type=summary.vector_index.type if summary.vector_index else None,
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -58,24 +128,30 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.searcher = None
-        app.state.load_error = None
-        try:
-            app.state.searcher = await anyio.to_thread.run_sync(Searcher.open, settings)
-        except SemsearchError as exc:  # serve /health and clear 503s rather than refuse to start
-            app.state.load_error = exc
+        live = app.state.live = LiveSearcher(settings)
+        app.state.settings = settings
+        app.state.write_lock = threading.Lock()
+        # Without a loadable index the server still starts: /health says so, searches get clear 503s, and
+        # the reload thread picks the index up once it is written.
+        with contextlib.suppress(SemsearchError):
+            await anyio.to_thread.run_sync(live.refresh)
+        stop = threading.Event()
+        if settings.reload_seconds > 0:
+            threading.Thread(
+                target=follow, args=(live, settings.reload_seconds, stop), name="semsearch-reload", daemon=True
+            ).start()
         yield
-        if app.state.searcher is not None:
-            app.state.searcher.close()
+        stop.set()
+        live.close()
 
     app = FastAPI(
         title="semsearch",
         summary="Semantic search over news passages.",
         version="0.1.0",
         lifespan=lifespan,
-        responses=_ERRORS,
+        responses=_responses(404, 413, 422, 503),
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -130,7 +206,13 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return run_search(engine, request)
 
-    @app.post("/search", response_model=SearchResponse, summary="Search with a JSON body")
+    @app.post(
+        "/search",
+        response_model=SearchResponse,
+        summary="Search with a JSON body",
+        dependencies=JSON_BODY,
+        responses=_responses(415),
+    )
     def search_post(engine: SearcherDep, request: SearchRequest) -> SearchResponse:
         return run_search(engine, request)
 
@@ -147,12 +229,58 @@ def create_app(settings: Settings) -> FastAPI:
         fields["passages"] = passages
         return ArticleOut(**fields)
 
+    def run_write(request: Request, upserts: Sequence[Article], deletes: Sequence[str] = ()) -> WriteOut:
+        """One write at a time from this server (others queue); another process writing gives 409."""
+        live: LiveSearcher = request.app.state.live
+        with request.app.state.write_lock:
+            summary = (
+                write_articles(settings, upserts, embedder=live.embedder)
+                if upserts
+                else delete_articles(settings, deletes, embedder=live.embedder)
+            )
+            if summary.generation is not None:
+                live.refresh()  # the response's generation is the one served from now on
+        return write_out(summary)
+
+    @app.post(
+        "/articles",
+        response_model=WriteOut,
+        summary="Add or replace a batch of articles (bearer token)",
+        dependencies=WRITER,
+        responses=_responses(401, 403, 409, 415),
+    )
+    def post_articles(request: Request, batch: ArticleBatchIn) -> WriteOut:
+        return run_write(request, [to_article(a, f"articles[{n}]") for n, a in enumerate(batch.articles)])
+
+    @app.put(
+        "/articles/{article_id:path}",
+        response_model=WriteOut,
+        summary="Add or replace one article (bearer token)",
+        dependencies=WRITER,
+        responses=_responses(401, 403, 409, 415),
+    )
+    def put_article(request: Request, article_id: str, article: ArticleIn) -> WriteOut:
+        if article.id != article_id:
+            raise InvalidArticleError(f"The body's id {article.id!r} is not the id in the path {article_id!r}")
+        return run_write(request, [to_article(article, "body")])
+
+    @app.delete(
+        "/articles/{article_id:path}",
+        response_model=WriteOut,
+        summary="Remove an article (bearer token)",
+        dependencies=[Depends(require_writer)],
+        responses=_responses(401, 403, 409),
+    )
+    def delete_article(request: Request, article_id: str) -> WriteOut:
+        return run_write(request, [], [article_id])
+
     @app.get("/health", response_model=HealthOut, summary="Liveness, and whether an index is loaded")
     def health(request: Request) -> HealthOut:
-        return HealthOut(status="ok", index_loaded=request.app.state.searcher is not None)
+        return HealthOut(status="ok", index_loaded=request.app.state.live.loaded)
 
     @app.get("/stats", response_model=StatsOut, summary="What the loaded index holds")
-    def stats(engine: SearcherDep) -> StatsOut:
-        return StatsOut(**asdict(engine.stats()))
+    def stats(request: Request, engine: SearcherDep) -> StatsOut:
+        error = request.app.state.live.last_error
+        return StatsOut(**asdict(engine.stats()), reload_error=str(error) if error else None)
 
     return app

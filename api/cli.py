@@ -15,11 +15,18 @@ from typing import Any, TypeVar
 
 import click
 
-from index.errors import ConfigError, EmptyQueryError, InputPathError, InvalidFilterError, SemsearchError
+from index.errors import (
+    ConfigError,
+    EmptyQueryError,
+    InputPathError,
+    InvalidArticleError,
+    InvalidFilterError,
+    SemsearchError,
+)
 from index.settings import FUSIONS, MODES, Settings, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
-_USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError, InvalidFilterError)
+_USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError, InvalidFilterError, InvalidArticleError)
 EXAMPLE_QUESTION = "energy cooperation in Central Asia"
 
 
@@ -104,12 +111,20 @@ def main() -> None:
     pass
 
 
-@main.command("index", help="Index articles from files or folders (.txt .md .jsonl .json .csv .html).")
+@main.command(
+    "index",
+    help="Index articles from files or folders (.txt .md .jsonl .json .csv .html). On an existing index, "
+    "adds new articles and re-indexes changed ones; unchanged passages are not embedded again.",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @index_option
 @click.option("--embed-title/--no-embed-title", default=None, help="Embed 'title + paragraph' or the paragraph alone.")
+@click.option("--prune", is_flag=True, help="Also remove indexed articles that are not under PATHS.")
+@click.option("--rebuild", is_flag=True, help="Start from an empty index (needed after changing model or settings).")
 @handle_errors
-def index_command(paths: tuple[Path, ...], index_dir: Path | None, embed_title: bool | None) -> None:
+def index_command(
+    paths: tuple[Path, ...], index_dir: Path | None, embed_title: bool | None, prune: bool, rebuild: bool
+) -> None:
     settings = load_settings(index=index_dir, embed_title=embed_title)
     from tqdm import tqdm
 
@@ -128,7 +143,7 @@ def index_command(paths: tuple[Path, ...], index_dir: Path | None, embed_title: 
 
     click.echo(f"Indexing {', '.join(map(str, paths))} into {settings.index}", err=True)
     try:
-        summary = build_index(list(paths), settings, progress=progress)
+        summary = build_index(list(paths), settings, progress=progress, prune=prune, rebuild=rebuild)
     finally:
         for bar in bars:
             bar.close()
@@ -136,11 +151,35 @@ def index_command(paths: tuple[Path, ...], index_dir: Path | None, embed_title: 
         click.echo(f"warning: {warning}", err=True)
     for skipped in summary.skipped:
         click.echo(f"skipped: {skipped.where}: {skipped.reason}", err=True)
-    click.echo(
-        f"Indexed {summary.articles} articles as {summary.passages} passages in {summary.seconds:.1f} s "
-        f"({summary.passages_per_second:.1f} passages/s embedding); "
-        f"{len(summary.skipped)} skipped, {len(summary.warnings)} warnings. Index: {summary.index}"
+    click.echo(describe_write(summary) + f"; {len(summary.skipped)} skipped, {len(summary.warnings)} warnings.")
+
+
+def describe_write(summary: Any) -> str:
+    """One line on what a write did (a BuildSummary)."""
+    if summary.generation is None:
+        return (
+            f"Up to date: {summary.unchanged} articles unchanged, nothing written. Index: {summary.index} "
+            f"({summary.articles} articles, {summary.passages} passages)"
+        )
+    kind = summary.vector_index.type if summary.vector_index else "?"
+    rate = f" at {summary.passages_per_second:.1f} passages/s" if summary.embedded else ""
+    return (
+        f"Added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
+        f"unchanged {summary.unchanged} articles; embedded {summary.embedded} passages{rate}, "
+        f"reused {summary.reused}. Index: {summary.index} ({summary.articles} articles, {summary.passages} "
+        f"passages, {kind}, generation {summary.generation}, {summary.seconds:.1f} s)"
     )
+
+
+@main.command("delete", help="Remove articles from the index by id (all must exist, or nothing is removed).")
+@click.argument("ids", nargs=-1, required=True)
+@index_option
+@handle_errors
+def delete_command(ids: tuple[str, ...], index_dir: Path | None) -> None:
+    settings = load_settings(index=index_dir)
+    from index.builder import delete_articles
+
+    click.echo(describe_write(delete_articles(settings, list(ids))))
 
 
 def highlighted(text: str, spans: Sequence[tuple[int, int]]) -> str:
@@ -223,6 +262,8 @@ def config() -> None:
         value = getattr(current, key.removeprefix("SEMSEARCH_").lower())
         if isinstance(value, tuple):
             value = ",".join(value)
+        if key == "SEMSEARCH_API_TOKEN":
+            value = "(set)" if value else "(empty: HTTP writes refused)"
         click.echo(f"{key}={value}\n    {help_text} (default: {default})")
 
 

@@ -35,10 +35,27 @@ class ServiceUnavailable(ApiError):
     type = "no_index"
 
 
+class Unauthorized(ApiError):
+    status = 401
+    type = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    type = "forbidden"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    type = "unsupported_media_type"
+
+
 # Domain error class -> (status, type). The most specific class wins (checked in MRO order).
 STATUS: dict[type[domain.SemsearchError], tuple[int, str]] = {
     domain.EmptyQueryError: (422, "empty_query"),
     domain.InvalidFilterError: (422, "invalid_filter"),
+    domain.InvalidArticleError: (422, "invalid_article"),
+    domain.ArticleNotFoundError: (404, "article_not_found"),
     domain.NoIndexError: (503, "no_index"),
     domain.IndexMismatchError: (503, "index_mismatch"),
     domain.CorruptIndexError: (503, "corrupt_index"),
@@ -75,7 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.type, str(exc))
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.type, str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:

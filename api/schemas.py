@@ -6,10 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from index.articles import MAX_ID_CHARS
 from index.errors import EmptyQueryError
 from search.searcher import MAX_K, clean_query
 
 MAX_QUERY_CHARS = 1000
+MAX_BATCH = 1000
 QUERY_HELP = "The question: 1 to 1,000 characters after trimming, not only whitespace or control characters."
 # Documented in the schema; enforced (with clearer messages) by the validators.
 QUERY_SCHEMA: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}
@@ -109,14 +111,59 @@ class HealthOut(BaseModel):
     index_loaded: bool
 
 
+class VectorIndexOut(BaseModel):
+    type: str = Field(description="FAISS index: `IDMap2,Flat` (exact) or `IDMap2,HNSW32` (approximate).")
+    params: dict[str, int]
+    recall_at_10: float = Field(description="Recall@10 against exact search, measured when the index was built.")
+    probe_queries: int
+
+
 class StatsOut(BaseModel):
     articles: int
     passages: int
     model: dict[str, str]
     index_type: str
+    vector_index: VectorIndexOut
     built_at: str
     index_bytes: int
     generation: str
+    last_write: dict[str, int] = Field(description="What the write that made this generation changed.")
+    reload_error: str | None = Field(
+        description="Why the newest generation on disk could not be loaded (the one shown goes on serving), or null."
+    )
+
+
+class ArticleIn(BaseModel):
+    """An article to write: the same fields as a record of a .jsonl file; other fields are kept as metadata."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Stable id; writing it again replaces it.")
+    title: str = ""
+    body: str | None = Field(None, description="The article text (`text` or `content` are accepted too).")
+    date: str | None = Field(None, description="ISO 8601 date or date-time.")
+    source: str | None = None
+    url: str | None = None
+    author: str | None = None
+
+
+class ArticleBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    articles: list[ArticleIn] = Field(min_length=1, max_length=MAX_BATCH, description="Articles to add or replace.")
+
+
+class WriteOut(BaseModel):
+    generation: str | None = Field(description="The generation written, or null when nothing changed.")
+    articles: int = Field(description="Articles in the index after the write.")
+    passages: int
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    embedded: int = Field(description="Passages embedded by this write.")
+    reused: int = Field(description="Passages of re-split articles whose vector was reused (same text).")
+    index_type: str | None
 
 
 class ErrorDetail(BaseModel):

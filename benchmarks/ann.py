@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 from benchmarks.report import markdown_table, new_figure, save_figure
 from benchmarks.timing import latency_summary, time_calls
-from index.builder import INDEX_TYPE
+from index.settings import Settings
+from index.vectors import build_vector_index
 
 Matrix = npt.NDArray[np.float32]
 K = 10
@@ -62,11 +63,6 @@ class Candidate:
     factory: str
     knob: str | None = None
     values: tuple[int, ...] = ()
-
-
-def engine_factory() -> str:
-    """The index type the engine builds now, without the id-map wrapper."""
-    return INDEX_TYPE.removeprefix("IDMap2,")
 
 
 def candidates(count: int, hnsw_max: int) -> list[Candidate]:
@@ -128,18 +124,43 @@ def measure_candidate(
                 "p50_ms": round(statistics.median(r["p50_ms"] for r in per_run), 3),
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in per_run), 3),
                 "build_seconds": round(build_seconds, 2),
-                "engine_choice": candidate.factory == engine_factory(),
+                "engine_choice": False,
             }
         )
     return rows
 
 
-def measure_size(label: str, base: Matrix, queries: Matrix, runs: int, seed: int, hnsw_max: int) -> dict[str, Any]:
+def measure_engine(base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], runs: int) -> dict[str, Any]:
+    """The index the engine itself builds for this many vectors (default threshold), as a search sees it."""
+    started = time.perf_counter()
+    index, info = build_vector_index(np.arange(len(base), dtype=np.int64), base, Settings().ann_threshold)
+    build_seconds = time.perf_counter() - started
+    _, found = index.search(queries, K)
+    timed = [queries[i : i + 1] for i in range(min(200, len(queries)))]
+    per_run = [latency_summary(time_calls(lambda q: index.search(q, K), timed)) for _ in range(runs)]
+    return {
+        "index": f"engine: {info.type.removeprefix('IDMap2,')}",
+        "param": ",".join(f"{k}={v}" for k, v in info.params.items()),
+        "recall@10": round(recall_at(found, truth), 4),
+        "build_recall@10": info.recall_at_10,
+        "p50_ms": round(statistics.median(r["p50_ms"] for r in per_run), 3),
+        "p99_ms": round(statistics.median(r["p99_ms"] for r in per_run), 3),
+        "build_seconds": round(build_seconds, 2),
+        "engine_choice": True,
+    }
+
+
+def measure_size(
+    label: str, base: Matrix, queries: Matrix, runs: int, seed: int, hnsw_max: int, engine_max: int
+) -> dict[str, Any]:
     truth = exact_top(base, queries)
     rows = []
     for candidate in candidates(len(base), hnsw_max):
         print(f"{label}: {candidate.factory}", file=sys.stderr)
         rows.extend(measure_candidate(candidate, base, queries, truth, runs, seed))
+    if len(base) <= engine_max:
+        print(f"{label}: the engine's own choice", file=sys.stderr)
+        rows.append(measure_engine(base, queries, truth, runs))
     return {"label": label, "vectors": len(base), "queries": len(queries), "rows": rows}
 
 

@@ -354,6 +354,13 @@ def indexing(
     show_default=True,
     help="Build HNSW only up to this many vectors.",
 )
+@click.option(
+    "--engine-max",
+    type=click.IntRange(0),
+    default=1_000_000,
+    show_default=True,
+    help="Build the engine's own choice (threshold, HNSW tuned to recall@10 >= 0.98) up to this many vectors.",
+)
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
 @common_options
 @handle_errors
@@ -361,6 +368,7 @@ def ann(
     sizes: str,
     dataset: Path,
     hnsw_max: int,
+    engine_max: int,
     runs: int,
     out: Path,
     json_out: Path | None,
@@ -395,13 +403,15 @@ def ann(
         finally:
             stored.close()
         questions = embedder.embed_queries([t for _, t in sample_queries(data, 500, seed)])
-        results.append(measure_size(f"corpus ({data.name})", base, questions, runs, seed, hnsw_max))
+        results.append(measure_size(f"corpus ({data.name})", base, questions, runs, seed, hnsw_max, engine_max))
     for count in map(int, counts):
         base, questions = synthetic_vectors(count, dimension, seed)
-        results.append(measure_size(size_label(count), base, questions, runs, seed, hnsw_max))
+        results.append(measure_size(size_label(count), base, questions, runs, seed, hnsw_max, engine_max))
         del base
     record = base_record("ann", settings, seed)
-    record.update(runs=runs, dimension=dimension, hnsw_max=hnsw_max, numpy=np.__version__, sizes=results)
+    record.update(
+        runs=runs, dimension=dimension, hnsw_max=hnsw_max, engine_max=engine_max, numpy=np.__version__, sizes=results
+    )
     finish("ann", record, out, json_out, check, expected)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from index.builder import build_index
 from index.embedder import Embedder, model_info
+from index.generations import CURRENT
 from index.settings import REPO_ROOT, Settings
-from index.store import CURRENT
 
 WORK_DIR = REPO_ROOT / "var" / "bench"
 

@@ -45,6 +45,43 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class StoredPassage:
+    """A passage as a generation holds it: a stable id (never renumbered) and the hash of the text
+    its vector was made from, so an unchanged text is never embedded twice."""
+
+    id: int
+    passage: Passage
+    embed_hash: str
+
+
+MAX_ID_CHARS = 1000
+
+
+def id_problem(article_id: str) -> str | None:
+    """Why `article_id` cannot name an article, or None when it can.
+
+    Ids are keys, never paths, but one that looks like a path escape or carries control characters is
+    refused so that it cannot mislead a URL, a log line or a file name made from it.
+    """
+    if not article_id.strip():
+        return "the id is empty"
+    if len(article_id) > MAX_ID_CHARS:
+        return f"the id is {len(article_id)} characters long; the limit is {MAX_ID_CHARS}"
+    if any(not ch.isprintable() for ch in article_id):
+        return "the id holds control characters"
+    if article_id != article_id.strip():
+        return "the id starts or ends with whitespace"
+    parts = article_id.replace("\\", "/").split("/")
+    if article_id.startswith(("/", "\\")) or ".." in parts:
+        return "the id looks like a path escape ('..' or a leading slash)"
+    return None
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A file or record the reader could not use, and why."""
 

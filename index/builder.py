@@ -1,4 +1,9 @@
-"""Build an index: read articles, split them into passages, embed, and write a new generation."""
+"""Write an index: read articles, split them into passages, embed what is new, and write a generation.
+
+Every write (a first build, an update, a delete) reads the current generation, works out what changed,
+reuses the vector of every passage whose embedded text is unchanged, and writes a complete new
+generation; a failure at any point leaves the previous generation current and whole.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +13,43 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from index.articles import Article, Passage, ReadReport, Skipped
-from index.embedder import Embedder, model_info
-from index.errors import EmptyCorpusError
+import numpy as np
+
+from index.articles import Article, Passage, ReadReport, Skipped, id_problem, text_hash
+from index.changes import Plan, assign_ids, plan_changes
+from index.embedder import Embedder, ModelInfo, model_info
+from index.errors import CorruptIndexError, EmptyCorpusError, IndexMismatchError, InvalidArticleError, NoIndexError
+from index.generations import write_generation, writer_lock
 from index.lexical import LexicalIndex
 from index.manifest import FORMAT_VERSION, Manifest, library_versions
 from index.readers import read_corpus
 from index.settings import Settings
 from index.splitter import split_passages
-from index.store import write_generation, writer_lock
+from index.store import StoredIndex, open_index
+from index.vectors import VectorIndexInfo, build_vector_index
 
 # Given the number of passages to embed, returns the callback that reports each embedded chunk.
 ProgressFactory = Callable[[int], Callable[[int], None]]
-INDEX_TYPE = "IDMap2,Flat"
 _MIN_TITLE_BUDGET = 64
+# Settings an index is built with; an update under other values would mix two kinds of passages.
+BUILD_SETTINGS = ("embed_title", "lexical_title", "min_passage_chars")
 
 
 @dataclass
 class BuildSummary:
+    """What one write did. `generation` is None when nothing changed and nothing was written."""
+
     index: Path
-    generation: str
+    generation: str | None
     articles: int
     passages: int
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    reused: int = 0
+    vector_index: VectorIndexInfo | None = None
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -37,7 +57,7 @@ class BuildSummary:
 
     @property
     def passages_per_second(self) -> float:
-        return self.passages / self.embed_seconds if self.embed_seconds > 0 else 0.0
+        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
 
 def passage_text_for_embedding(article: Article, passage: Passage, embed_title: bool) -> str:
@@ -67,13 +87,15 @@ def build_index(
     settings: Settings,
     embedder: Embedder | None = None,
     progress: ProgressFactory | None = None,
+    prune: bool = False,
+    rebuild: bool = False,
 ) -> BuildSummary:
-    """Index every article under `paths` into `settings.index` as a new generation.
+    """Index every article under `paths` into `settings.index`.
 
-    Nothing is written when the corpus holds no usable article, and a failure at any point
-    leaves the previous generation current and whole.
+    On an existing index this adds new articles and replaces changed ones; `prune` also removes the
+    articles not found under `paths`, and `rebuild` starts from an empty index. Nothing is written when
+    the corpus holds no usable article.
     """
-    started = time.perf_counter()
     report = ReadReport()
     articles = _unique(read_corpus(paths, settings.ignore, report), report)
     if not articles:
@@ -83,46 +105,181 @@ def build_index(
             + (f" (skipped: {reasons})" if reasons else "")
             + "; give .txt, .md, .jsonl, .json, .csv or .html files with text. No index was written."
         )
+    summary = write_articles(settings, articles, prune=prune, rebuild=rebuild, embedder=embedder, progress=progress)
+    summary.skipped, summary.warnings = report.skipped, report.warnings
+    return summary
+
+
+def delete_articles(settings: Settings, ids: Sequence[str], embedder: Embedder | None = None) -> BuildSummary:
+    """Remove these articles (all must be in the index) in one new generation."""
+    if not ids:
+        raise InvalidArticleError("Give at least one article id to delete")
+    return write_articles(settings, [], deletes=ids, embedder=embedder)
+
+
+def write_articles(
+    settings: Settings,
+    upserts: Sequence[Article],
+    deletes: Sequence[str] = (),
+    prune: bool = False,
+    rebuild: bool = False,
+    embedder: Embedder | None = None,
+    progress: ProgressFactory | None = None,
+) -> BuildSummary:
+    """Add or replace `upserts` and remove `deletes` in one new generation, under the writer lock."""
+    started = time.perf_counter()
+    for article in upserts:
+        problem = id_problem(article.id)
+        if problem:
+            raise InvalidArticleError(f"The article id {article.id[:80]!r} is not allowed: {problem}")
+        if not article.body.strip():
+            raise InvalidArticleError(f"The article {article.id!r} has no text; give a non-empty body")
     info = embedder.info if embedder else model_info(settings)
     with writer_lock(settings.index):
-        embedder = embedder or Embedder.load(settings, info)
-        passages: list[Passage] = []
-        texts: list[str] = []
-        lexical_texts: list[str] = []
-        for article in articles:
-            for passage in split_article(article, embedder, settings):
-                passages.append(passage)
-                texts.append(passage_text_for_embedding(article, passage, settings.embed_title))
-                lexical_texts.append(lexical_text(article, passage, settings.lexical_title))
-        embed_started = time.perf_counter()
-        vectors = embedder.embed_documents(texts, settings.batch_size, progress(len(texts)) if progress else None)
-        embed_seconds = time.perf_counter() - embed_started
-        lexical = LexicalIndex.build(lexical_texts)
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            model=dict(asdict(info)),
-            dimension=embedder.dimension,
-            max_tokens=embedder.max_tokens,
-            metric="inner_product",
-            index_type=INDEX_TYPE,
-            counts={"articles": len(articles), "passages": len(passages)},
-            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            build_seconds=round(time.perf_counter() - started, 3),
-            settings={
-                "embed_title": settings.embed_title,
-                "lexical_title": settings.lexical_title,
-                "min_passage_chars": settings.min_passage_chars,
-            },
-            versions=library_versions(),
-        )
-        generation = write_generation(settings.index, articles, passages, vectors, lexical, manifest)
+        previous = _previous(settings, info, rebuild)
+        try:
+            stored_articles = previous.stored_articles() if previous and not rebuild else []
+            plan = plan_changes(stored_articles, upserts, deletes, prune)
+            if previous is not None and not rebuild and not plan.changes_anything:
+                return BuildSummary(
+                    index=settings.index,
+                    generation=None,
+                    articles=previous.manifest.counts["articles"],
+                    passages=previous.size,
+                    unchanged=len(plan.unchanged),
+                    vector_index=previous.vector_info,
+                    seconds=time.perf_counter() - started,
+                )
+            if not plan.articles:
+                raise InvalidArticleError(
+                    f"This write would leave the index at {settings.index} empty; "
+                    "delete the folder instead if that is meant"
+                )
+            return _write(settings, info, plan, previous, rebuild, embedder, progress, started)
+        finally:
+            if previous is not None:
+                previous.close()
+
+
+def _previous(settings: Settings, info: ModelInfo, rebuild: bool) -> StoredIndex | None:
+    """The current generation to update from, or None for a first build (or a rebuild of a bad one)."""
+    try:
+        previous = open_index(settings.index)
+    except NoIndexError:
+        return None
+    except (CorruptIndexError, IndexMismatchError) as exc:
+        if rebuild:
+            return None
+        raise type(exc)(f"{exc} To replace it, run `semsearch index PATH --rebuild`.") from None
+    built = previous.manifest
+    same_model = built.model.get("fingerprint") == info.fingerprint and built.model.get("backend") == info.backend
+    same_settings = all(built.settings.get(name) == getattr(settings, name) for name in BUILD_SETTINGS)
+    if same_model and (same_settings or rebuild):
+        return previous
+    previous.close()
+    if rebuild:
+        return None
+    raise IndexMismatchError(
+        f"The index at {settings.index} was built with model {built.model.get('name')} "
+        f"({built.model.get('backend')}) and settings {built.settings}; the configured ones differ, so new "
+        "passages would not be comparable with the stored ones. Run `semsearch index PATH --rebuild`."
+    )
+
+
+def _write(
+    settings: Settings,
+    info: ModelInfo,
+    plan: Plan,
+    previous: StoredIndex | None,
+    rebuild: bool,
+    embedder: Embedder | None,
+    progress: ProgressFactory | None,
+    started: float,
+) -> BuildSummary:
+    """Split what changed, embed what is new, assemble every passage and write the generation."""
+    stored = previous.stored_passages() if previous else []
+    donors: dict[str, int] = {}
+    for item in stored:  # vectors are reused from any stored passage, also across a rebuild
+        donors.setdefault(item.embed_hash, item.id)
+    if rebuild:
+        plan = Plan(articles=plan.articles, added=[a.id for a in plan.articles])
+        numbered, next_id = [], 0
+    else:
+        numbered, next_id = stored, previous.manifest.next_passage_id if previous else 0
+    model = embedder
+    by_article = {a.id: a for a in plan.articles}
+    fresh: dict[str, list[tuple[Passage, str]]] = {}
+    for article in plan.articles:
+        if article.id in plan.to_split:
+            model = model or Embedder.load(settings, info)
+            fresh[article.id] = [
+                (p, text_hash(passage_text_for_embedding(article, p, settings.embed_title)))
+                for p in split_article(article, model, settings)
+            ]
+    assignment = assign_ids(plan, numbered, donors, fresh, next_id)
+    position = {s.id: n for n, s in enumerate(assignment.passages)}
+    texts = [
+        passage_text_for_embedding(by_article[s.passage.article_id], s.passage, settings.embed_title)
+        for s in (assignment.passages[position[pid]] for pid in assignment.to_embed)
+    ]
+    embed_started = time.perf_counter()
+    if texts:
+        model = model or Embedder.load(settings, info)
+        new_vectors = model.embed_documents(texts, settings.batch_size, progress(len(texts)) if progress else None)
+    embed_seconds = time.perf_counter() - embed_started
+    dimension = model.dimension if model else previous.manifest.dimension if previous else 0
+    vectors = np.zeros((len(assignment.passages), dimension), dtype=np.float32)
+    if texts:
+        vectors[[position[pid] for pid in assignment.to_embed]] = new_vectors
+    if assignment.reuse_from and previous is not None:
+        targets = list(assignment.reuse_from)
+        vectors[[position[pid] for pid in targets]] = previous.vectors_of([assignment.reuse_from[t] for t in targets])
+    for pid, source in assignment.copy_of.items():
+        vectors[position[pid]] = vectors[position[source]]
+    ids = np.array([s.id for s in assignment.passages], dtype=np.int64)
+    vector_index, vector_info = build_vector_index(ids, vectors, settings.ann_threshold)
+    lexical = LexicalIndex.build(
+        lexical_text(by_article[s.passage.article_id], s.passage, settings.lexical_title) for s in assignment.passages
+    )
+    fresh_count = sum(len(v) for v in fresh.values())
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        model=dict(asdict(info)),
+        dimension=dimension,
+        max_tokens=model.max_tokens if model else previous.manifest.max_tokens if previous else 0,
+        metric="inner_product",
+        index_type=vector_info.type,
+        counts={"articles": len(plan.articles), "passages": len(assignment.passages)},
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        build_seconds=round(time.perf_counter() - started, 3),
+        settings={name: getattr(settings, name) for name in BUILD_SETTINGS},
+        versions=library_versions(),
+        vector_index=vector_info.to_dict(),
+        next_passage_id=assignment.next_passage_id,
+        changes={
+            "added": len(plan.added),
+            "updated": len(plan.updated),
+            "removed": len(plan.removed),
+            "unchanged": len(plan.unchanged),
+            "embedded": len(texts),
+            "reused": fresh_count - len(texts),
+        },
+    )
+    generation = write_generation(
+        settings.index, plan.articles, assignment.passages, vectors, vector_index, lexical, manifest
+    )
     return BuildSummary(
         index=settings.index,
         generation=generation.name,
-        articles=len(articles),
-        passages=len(passages),
-        skipped=report.skipped,
-        warnings=report.warnings,
+        articles=len(plan.articles),
+        passages=len(assignment.passages),
+        added=len(plan.added),
+        updated=len(plan.updated),
+        removed=len(plan.removed),
+        unchanged=len(plan.unchanged),
+        embedded=len(texts),
+        reused=fresh_count - len(texts),
+        vector_index=vector_info,
         seconds=time.perf_counter() - started,
         embed_seconds=embed_seconds,
     )

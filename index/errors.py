@@ -45,3 +45,11 @@ class ModelLoadError(SemsearchError):
 
 class InvalidFilterError(SemsearchError):
     """A search filter is malformed (a date that is not YYYY-MM-DD, an empty date range)."""
+
+
+class InvalidArticleError(SemsearchError):
+    """An article given to write is malformed: a bad or duplicate id, no text."""
+
+
+class ArticleNotFoundError(SemsearchError):
+    """An article id given to delete or replace is not in the index."""

@@ -13,7 +13,7 @@ from typing import Any
 from index.embedder import ModelInfo
 from index.errors import CorruptIndexError, IndexMismatchError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 _VERSIONED = ("semsearch", "faiss-cpu", "numpy", "torch", "sentence-transformers", "transformers", "bm25s")
 
@@ -31,6 +31,12 @@ class Manifest:
     build_seconds: float
     settings: dict[str, Any]
     versions: dict[str, str]
+    vector_index: dict[str, Any] = field(default_factory=lambda: {"type": "IDMap2,Flat"})
+    # Passage ids are never reused: the next new passage gets this one.
+    next_passage_id: int = 0
+    # What the write that made this generation did: articles added/updated/removed/unchanged, passages
+    # embedded and reused.
+    changes: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from index.articles import Article, ReadReport
+from index.articles import Article, ReadReport, id_problem
 from index.dates import normalize_date
 from index.errors import InputPathError
 
@@ -108,15 +108,16 @@ def _from_plain(text: str, rel: str, where: str, markdown: bool) -> Article | No
     return Article(id=rel, title=title, body=body, path=where)
 
 
-def _from_record(record: Mapping[str, Any], fallback_id: str, where: str) -> Article:
+def article_from_record(record: Mapping[str, Any], fallback_id: str, where: str) -> Article:
     """An article from a JSON object or CSV row; raises ValueError with the reason when unusable."""
     body = next((record[f] for f in _TEXT_FIELDS if isinstance(record.get(f), str) and record[f].strip()), None)
     if body is None:
         raise ValueError(f"no text: give one of the fields {', '.join(_TEXT_FIELDS)}")
     raw_id = record.get("id", record.get("_id"))
     article_id = str(raw_id).strip() if raw_id not in (None, "") else fallback_id
-    if not article_id:
-        raise ValueError("empty id")
+    problem = id_problem(article_id)
+    if problem:
+        raise ValueError(f"bad id {article_id[:80]!r}: {problem}")
     try:
         date = normalize_date(record.get("date"))
     except ValueError as exc:
@@ -184,7 +185,7 @@ def _record_article(record: object, fallback_id: str, where: str, report: ReadRe
         report.skip(where, f"expected a JSON object, got {type(record).__name__}")
         return
     try:
-        yield _from_record(record, fallback_id, where)
+        yield article_from_record(record, fallback_id, where)
     except ValueError as exc:
         report.skip(where, str(exc))
 

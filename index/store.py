@@ -1,224 +1,44 @@
-"""The index directory on disk: generations of (FAISS vectors, SQLite metadata, manifest).
+"""A loaded generation: vectors, BM25 and metadata, answering lookups by stable passage id.
 
-Layout: `ROOT/CURRENT` names the live generation `ROOT/gen-*/`. A build writes a new generation
-in a temporary folder, fsyncs it, renames it into place and then switches `CURRENT` with an
-atomic rename, so a crash at any moment leaves the previous generation whole and current.
+Passage ids are stable across generations (deletes and updates never renumber), so arrays indexed by
+id have holes where passages were removed; nothing ever returns a hole.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from secrets import token_hex
 from typing import Any
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from index.articles import Article, Passage
-from index.errors import CorruptIndexError, IndexBusyError, NoIndexError
+from index.articles import Article, Passage, StoredPassage
+from index.errors import CorruptIndexError
+from index.generations import (
+    ARTICLE_VECTORS,
+    DATA_FILES,
+    LEXICAL_FILES,
+    METADATA,
+    PASSAGE_ARTICLES,
+    VECTORS,
+    build_command_hint,
+    current_generation,
+    current_name,
+)
 from index.lexical import LEXICAL_DIR, LexicalIndex
 from index.manifest import MANIFEST, Manifest, check_format, file_sha256
+from index.vectors import VectorIndexInfo, configure, is_exact
 
-CURRENT = "CURRENT"
-LOCK = ".lock"
-VECTORS = "vectors.faiss"
-METADATA = "meta.sqlite"
-ARTICLE_VECTORS = "article_vectors.npy"
-PASSAGE_ARTICLES = "passage_articles.npy"
-LEXICAL_FILES = tuple(
-    f"{LEXICAL_DIR}/{name}"
-    for name in (
-        "params.index.json",
-        "vocab.index.json",
-        "data.csc.index.npy",
-        "indices.csc.index.npy",
-        "indptr.csc.index.npy",
-    )
-)
-DATA_FILES = (VECTORS, METADATA, ARTICLE_VECTORS, PASSAGE_ARTICLES, *LEXICAL_FILES)
-
-_SCHEMA = """
-CREATE TABLE articles (
-    id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, source TEXT, url TEXT, author TEXT,
-    path TEXT, metadata TEXT NOT NULL, body TEXT NOT NULL, content_hash TEXT NOT NULL
-);
-CREATE TABLE passages (
-    id INTEGER PRIMARY KEY, article_id TEXT NOT NULL REFERENCES articles(id),
-    ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL
-);
-CREATE INDEX passages_by_article ON passages(article_id, ordinal);
-"""
-
-
-def build_command_hint(root: Path) -> str:
-    return f"`semsearch index PATH --index {root}`"
-
-
-def current_generation(root: Path) -> Path:
-    """The live generation folder of the index at `root`."""
-    pointer = root / CURRENT
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise NoIndexError(f"No index at {root}; build one with {build_command_hint(root)}") from None
-    except OSError as exc:
-        raise CorruptIndexError(f"Cannot read {pointer}: {exc}") from None
-    generation = root / name
-    if not name.startswith("gen-") or "/" in name or not generation.is_dir():
-        raise CorruptIndexError(
-            f"{pointer} names a generation {name!r} that does not exist; rebuild with {build_command_hint(root)}"
-        )
-    return generation
-
-
-@contextmanager
-def writer_lock(root: Path) -> Iterator[None]:
-    """Hold the index's single-writer lock; a second writer gets IndexBusyError at once.
-
-    A folder created here for a new index is removed again if no generation was written.
-    """
-    created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    handle = (root / LOCK).open("a")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusyError(
-                f"The index at {root} is being written by another process; try again when it is done"
-            ) from None
-        yield
-    finally:
-        handle.close()
-        if created and not (root / CURRENT).exists():
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def write_generation(
-    root: Path,
-    articles: Sequence[Article],
-    passages: Sequence[Passage],
-    vectors: npt.NDArray[np.float32],
-    lexical: LexicalIndex,
-    manifest: Manifest,
-) -> Path:
-    """Write a complete generation and make it current; call under `writer_lock`."""
-    if not len(passages) == vectors.shape[0] == lexical.size:
-        raise ValueError("one vector and one lexical row per passage are required")
-    staging = root / f"tmp-{token_hex(6)}"
-    staging.mkdir()
-    try:
-        _write_metadata(staging / METADATA, articles, passages)
-        _write_vectors(staging / VECTORS, vectors)
-        passage_articles, article_vectors = article_centroids(articles, passages, vectors)
-        np.save(staging / ARTICLE_VECTORS, article_vectors)
-        np.save(staging / PASSAGE_ARTICLES, passage_articles)
-        (staging / LEXICAL_DIR).mkdir()
-        lexical.save(staging / LEXICAL_DIR)
-        written = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        files = {name: file_sha256(staging / name) for name in written}
-        (staging / MANIFEST).write_text(replace(manifest, files=files).to_json(), encoding="utf-8")
-        for name in (*written, MANIFEST):
-            _fsync_file(staging / name)
-        _fsync_dir(staging / LEXICAL_DIR)
-        _fsync_dir(staging)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        generation = root / f"gen-{stamp}-{token_hex(3)}"
-        staging.rename(generation)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    pointer_tmp = root / f"{CURRENT}.{token_hex(4)}.tmp"
-    pointer_tmp.write_text(generation.name + "\n", encoding="utf-8")
-    _fsync_file(pointer_tmp)
-    os.replace(pointer_tmp, root / CURRENT)
-    _fsync_dir(root)
-    _remove_stale(root, keep=generation.name)
-    return generation
-
-
-def article_centroids(
-    articles: Sequence[Article], passages: Sequence[Passage], vectors: npt.NDArray[np.float32]
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-    """Each passage's article row, and each article's normalised mean passage vector (its topic)."""
-    row = {a.id: n for n, a in enumerate(articles)}
-    owners = np.array([row[p.article_id] for p in passages], dtype=np.int32)
-    centroids = np.zeros((len(articles), vectors.shape[1]), dtype=np.float32)
-    np.add.at(centroids, owners, vectors)
-    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-    return owners, centroids / np.maximum(norms, 1e-12)
-
-
-def _write_metadata(path: Path, articles: Sequence[Article], passages: Sequence[Passage]) -> None:
-    con = sqlite3.connect(path)
-    try:
-        con.executescript(_SCHEMA)
-        con.executemany(
-            "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                (
-                    a.id,
-                    a.title,
-                    a.date,
-                    a.source,
-                    a.url,
-                    a.author,
-                    a.path,
-                    json.dumps(a.metadata, ensure_ascii=False, default=str),
-                    a.body,
-                    a.content_hash(),
-                )
-                for a in articles
-            ),
-        )
-        con.executemany(
-            "INSERT INTO passages VALUES (?,?,?,?,?,?)",
-            ((i, p.article_id, p.ordinal, p.start, p.end, p.text) for i, p in enumerate(passages)),
-        )
-        con.commit()
-    finally:
-        con.close()
-
-
-def _write_vectors(path: Path, vectors: npt.NDArray[np.float32]) -> None:
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-    index.add_with_ids(vectors, np.arange(vectors.shape[0], dtype=np.int64))
-    faiss.write_index(index, str(path))
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync_file(path)
-
-
-def _remove_stale(root: Path, keep: str) -> None:
-    """Drop older generations and leftovers of interrupted builds (we hold the writer lock)."""
-    for entry in root.iterdir():
-        if entry.name == keep:
-            continue
-        if entry.is_dir() and entry.name.startswith(("gen-", "tmp-")):
-            shutil.rmtree(entry, ignore_errors=True)
-        elif entry.name.startswith(CURRENT + ".") and entry.name.endswith(".tmp"):
-            entry.unlink(missing_ok=True)
+__all__ = ["DATA_FILES", "LEXICAL_FILES", "PassageRow", "StoredIndex", "open_index"]
+# A filtered search on an approximate index scores the allowed passages exactly up to this many.
+EXACT_FILTER_LIMIT = 50_000
+_OPEN_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -254,12 +74,16 @@ class StoredIndex:
         self.root = root
         self.generation = generation
         self.manifest = manifest
+        self.vector_info = VectorIndexInfo.from_dict(manifest.vector_index)
+        configure(vectors, self.vector_info)
         self._vectors = vectors
         self._con = con
         self.article_vectors = article_vectors
-        self.passage_articles = passage_articles
+        self.passage_articles = passage_articles  # indexed by passage id; -1 in holes
         self.lexical = lexical
         self._lock = threading.Lock()
+        # Lexical row r holds passage id row_ids[r]: generations store passages in ascending id order.
+        self.row_ids = faiss.vector_to_array(vectors.id_map).astype(np.int64)
         self.article_ids = [row[0] for row in con.execute("SELECT id FROM articles ORDER BY rowid")]
 
     def article_id_of(self, passage_id: int) -> str:
@@ -267,7 +91,13 @@ class StoredIndex:
 
     @property
     def size(self) -> int:
+        """How many passages the generation holds."""
         return int(self._vectors.ntotal)
+
+    @property
+    def id_space(self) -> int:
+        """One more than the largest passage id: the length of masks over ids."""
+        return len(self.passage_articles)
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
@@ -277,22 +107,38 @@ class StoredIndex:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Top-k (scores, passage ids) per query row; ids are -1 where fewer than k exist.
 
-        With `allowed` (a mask over passage ids) only those passages are searched, exactly, so a
-        selective filter still gets its full k.
+        With `allowed` (a mask over passage ids) only those passages are searched, and exactly where
+        that is affordable, so a selective filter still gets its full k.
         """
         k = min(k, max(1, self.size))
         if allowed is None:
             scores, ids = self._vectors.search(queries, k)
             return scores, ids
+        if not is_exact(self.vector_info):
+            chosen = np.flatnonzero(allowed)
+            if len(chosen) <= EXACT_FILTER_LIMIT:
+                return _exact_top_k(queries, self.vectors_of(chosen.tolist()), chosen, k)
         bits = np.packbits(allowed, bitorder="little")
-        params = faiss.SearchParameters()
-        params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        if is_exact(self.vector_info):
+            params = faiss.SearchParameters()
+        else:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = max(k, self.vector_info.params.get("efSearch", k))
+        params.sel = selector
         scores, ids = self._vectors.search(queries, k, params=params)
         return scores, ids
 
+    def lexical_search(
+        self, terms: Sequence[str], k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """BM25 top-k (scores, passage ids); `allowed` is a mask over passage ids."""
+        scores, rows = self.lexical.search(terms, k, None if allowed is None else allowed[self.row_ids])
+        return scores, self.row_ids[rows]
+
     def vectors_of(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """The stored vectors of these passages, one row each."""
-        if not ids:
+        if not len(ids):
             return np.zeros((0, self.manifest.dimension), dtype=np.float32)
         return np.asarray(self._vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64)), dtype=np.float32)
 
@@ -321,14 +167,42 @@ class StoredIndex:
             sql += " WHERE " + " AND ".join(conditions)
         with self._lock:
             ids = np.fromiter((row[0] for row in self._con.execute(sql, values)), dtype=np.int64)
-        mask = np.zeros(self.size, dtype=np.bool_)
+        mask = np.zeros(self.id_space, dtype=np.bool_)
         mask[ids] = True
         return mask
 
     def stored_vectors(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """(passage ids, their vectors) as held by the vector index, in insertion order."""
-        ids = faiss.vector_to_array(self._vectors.id_map).astype(np.int64)
-        return ids, np.vstack([self._vectors.reconstruct(int(i)) for i in ids]).astype(np.float32)
+        """(passage ids, their vectors) as held by the vector index, in ascending id order."""
+        return self.row_ids, self.vectors_of(self.row_ids.tolist())
+
+    def stored_articles(self) -> list[Article]:
+        """Every article as it was indexed, in stored order."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT id, title, body, date, source, url, author, path, metadata FROM articles ORDER BY rowid"
+            ).fetchall()
+        return [
+            Article(
+                id=row[0],
+                title=row[1],
+                body=row[2],
+                date=row[3],
+                source=row[4],
+                url=row[5],
+                author=row[6],
+                path=row[7],
+                metadata=json.loads(row[8]),
+            )
+            for row in rows
+        ]
+
+    def stored_passages(self) -> list[StoredPassage]:
+        """Every passage with its stable id and embedded-text hash, in ascending id order."""
+        with self._lock:
+            rows = self._con.execute(
+                'SELECT id, article_id, ordinal, start, "end", text, embed_hash FROM passages ORDER BY id'
+            ).fetchall()
+        return [StoredPassage(row[0], Passage(*row[1:6]), row[6]) for row in rows]
 
     def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
         if not ids:
@@ -369,9 +243,39 @@ class StoredIndex:
             self._con.close()
 
 
+def _exact_top_k(
+    queries: npt.NDArray[np.float32], vectors: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], k: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Top-k by inner product over the given vectors, padded with (-inf, -1) like FAISS."""
+    scores = queries @ vectors.T
+    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    take = min(k, len(ids))
+    for n, row in enumerate(scores):
+        top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
+        top = top[np.lexsort((ids[top], -row[top]))]
+        out_scores[n, : len(top)] = row[top]
+        out_ids[n, : len(top)] = ids[top]
+    return out_scores, out_ids
+
+
 def open_index(root: Path, verify: bool = True) -> StoredIndex:
-    """Load the current generation, checking its format and (with `verify`) its file checksums."""
-    generation = current_generation(root)
+    """Load the current generation, checking its format and (with `verify`) its file checksums.
+
+    A writer may switch generations and remove the old one while this reads; then it reads the new one.
+    """
+    for attempt in range(_OPEN_ATTEMPTS):
+        generation = current_generation(root)
+        try:
+            return _open_generation(root, generation, verify)
+        except CorruptIndexError:
+            if attempt + 1 < _OPEN_ATTEMPTS and current_name(root) != generation.name:
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def _open_generation(root: Path, generation: Path, verify: bool) -> StoredIndex:
     manifest = Manifest.from_file(generation / MANIFEST)
     check_format(manifest, root)
     for name in sorted({*DATA_FILES, *manifest.files}):
@@ -388,15 +292,17 @@ def open_index(root: Path, verify: bool = True) -> StoredIndex:
         article_vectors = np.load(generation / ARTICLE_VECTORS, allow_pickle=False)
         passage_articles = np.load(generation / PASSAGE_ARTICLES, allow_pickle=False)
         lexical = LexicalIndex.load(generation / LEXICAL_DIR)
-    except (RuntimeError, ValueError, OSError, KeyError) as exc:
+        con = sqlite3.connect(f"file:{generation / METADATA}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    except (RuntimeError, ValueError, OSError, KeyError, sqlite3.Error) as exc:
         raise CorruptIndexError(f"Cannot read the index files in {generation}: {exc}") from None
     if (
-        passage_articles.shape != (vectors.ntotal,)
-        or lexical.size != vectors.ntotal
+        lexical.size != vectors.ntotal
         or article_vectors.shape[0] != manifest.counts["articles"]
+        or vectors.ntotal != manifest.counts["passages"]
+        or len(passage_articles) != manifest.next_passage_id
     ):
+        con.close()
         raise CorruptIndexError(
             f"The index files in {generation} disagree in size; rebuild with {build_command_hint(root)}"
         )
-    con = sqlite3.connect(f"file:{generation / METADATA}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     return StoredIndex(root, generation, manifest, vectors, con, article_vectors, passage_articles, lexical)

@@ -85,9 +85,11 @@ class IndexStats:
     passages: int
     model: dict[str, str]
     index_type: str
+    vector_index: dict[str, Any]
     built_at: str
     index_bytes: int
     generation: str
+    last_write: dict[str, int]
 
 
 class Searcher:
@@ -198,7 +200,7 @@ class Searcher:
         return found
 
     def _lexical(self, text: str, depth: int, allowed: npt.NDArray[np.bool_] | None) -> dict[int, float]:
-        scores, ids = self.index.lexical.search(ANALYZER.terms(text), depth, allowed)
+        scores, ids = self.index.lexical_search(ANALYZER.terms(text), depth, allowed)
         return dict(zip(ids.tolist(), scores.tolist(), strict=True))
 
     def _hits(self, picks: list[Pick], query: str) -> list[Hit]:
@@ -242,9 +244,11 @@ class Searcher:
             passages=m.counts["passages"],
             model=m.model,
             index_type=m.index_type,
+            vector_index=self.index.vector_info.to_dict(),
             built_at=m.built_at,
             index_bytes=self.index.disk_bytes(),
             generation=self.index.generation.name,
+            last_write=dict(m.changes),
         )
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import MAX_BODY_BYTES, create_app
+from api.app import create_app
 from index.settings import Settings
 from tests.helpers import HIT_FIELDS
 
@@ -99,12 +99,14 @@ def test_malformed_json_and_wrong_content_type(client: TestClient) -> None:
         "invalid_request",
     )
     assert_error(
-        client.post("/search", content=b"query=x", headers={"content-type": "text/plain"}), 422, "invalid_request"
+        client.post("/search", content=b"query=x", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
     )
 
 
-def test_oversized_body_is_413(client: TestClient) -> None:
-    big = b'{"query": "' + b"a" * MAX_BODY_BYTES + b'"}'
+def test_oversized_body_is_413(client: TestClient, news_settings: Settings) -> None:
+    big = b'{"query": "' + b"a" * news_settings.max_body_bytes + b'"}'
     assert_error(
         client.post("/search", content=big, headers={"content-type": "application/json"}), 413, "payload_too_large"
     )

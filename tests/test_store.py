@@ -16,8 +16,9 @@ from index.errors import (
     IndexMismatchError,
     NoIndexError,
 )
+from index.generations import CURRENT, DATA_FILES, VECTORS, current_generation, writer_lock
 from index.settings import Settings
-from index.store import CURRENT, DATA_FILES, VECTORS, current_generation, open_index, writer_lock
+from index.store import open_index
 from search.searcher import Searcher
 from tests.helpers import write_corpus
 
@@ -151,9 +152,12 @@ def test_rebuild_replaces_generation(small_settings: Settings, embedder: Embedde
         [write_corpus(tmp_path / "c2", {"only.txt": "Only\n\nA single article about tea."})],
         small_settings,
         embedder=embedder,
+        rebuild=True,
     )
     new = current_generation(small_settings.index)
-    assert new != old and not old.exists()
+    assert new != old and old.exists()  # the previous generation stays for readers that hold it
+    build_index([tmp_path / "c2"], small_settings, embedder=embedder, rebuild=True)
+    assert not old.exists() and new.exists()
     searcher = Searcher.open(small_settings, embedder)
     try:
         assert {h.article_id for h in searcher.search("tea", k=5)} == {"only.txt"}

@@ -1,0 +1,245 @@
+"""Generations on disk: how a write becomes current atomically, one writer at a time.
+
+Layout: `ROOT/CURRENT` names the live generation `ROOT/gen-*/`. A write builds a new generation in a
+temporary folder, fsyncs every file, renames the folder into place, then switches `CURRENT` with an
+atomic rename, so a crash at any moment leaves the previous generation whole and current. The
+generation before the current one is kept for readers still holding it; older ones are removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from secrets import token_hex
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from index.articles import Article, StoredPassage
+from index.errors import CorruptIndexError, IndexBusyError, NoIndexError
+from index.lexical import LEXICAL_DIR, LexicalIndex
+from index.manifest import MANIFEST, Manifest, file_sha256
+
+CURRENT = "CURRENT"
+LOCK = ".lock"
+VECTORS = "vectors.faiss"
+METADATA = "meta.sqlite"
+ARTICLE_VECTORS = "article_vectors.npy"
+PASSAGE_ARTICLES = "passage_articles.npy"
+LEXICAL_FILES = tuple(
+    f"{LEXICAL_DIR}/{name}"
+    for name in (
+        "params.index.json",
+        "vocab.index.json",
+        "data.csc.index.npy",
+        "indices.csc.index.npy",
+        "indptr.csc.index.npy",
+    )
+)
+DATA_FILES = (VECTORS, METADATA, ARTICLE_VECTORS, PASSAGE_ARTICLES, *LEXICAL_FILES)
+KEEP_PREVIOUS = 1
+
+_SCHEMA = """
+CREATE TABLE articles (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, source TEXT, url TEXT, author TEXT,
+    path TEXT, metadata TEXT NOT NULL, body TEXT NOT NULL, content_hash TEXT NOT NULL
+);
+CREATE TABLE passages (
+    id INTEGER PRIMARY KEY, article_id TEXT NOT NULL REFERENCES articles(id),
+    ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+    embed_hash TEXT NOT NULL
+);
+CREATE INDEX passages_by_article ON passages(article_id, ordinal);
+"""
+
+
+def build_command_hint(root: Path) -> str:
+    return f"`semsearch index PATH --index {root}`"
+
+
+def current_generation(root: Path) -> Path:
+    """The live generation folder of the index at `root`."""
+    pointer = root / CURRENT
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise NoIndexError(f"No index at {root}; build one with {build_command_hint(root)}") from None
+    except OSError as exc:
+        raise CorruptIndexError(f"Cannot read {pointer}: {exc}") from None
+    generation = root / name
+    if not name.startswith("gen-") or "/" in name or not generation.is_dir():
+        raise CorruptIndexError(
+            f"{pointer} names a generation {name!r} that does not exist; rebuild with {build_command_hint(root)}"
+        )
+    return generation
+
+
+def current_name(root: Path) -> str | None:
+    """The name `CURRENT` holds now, or None; cheap enough to poll."""
+    try:
+        return (root / CURRENT).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+@contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """Hold the index's single-writer lock; a second writer gets IndexBusyError at once.
+
+    A folder created here for a new index is removed again if no generation was written.
+    """
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    handle = (root / LOCK).open("a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusyError(
+                f"The index at {root} is being written by another process; try again when it is done"
+            ) from None
+        yield
+    finally:
+        handle.close()
+        if created and not (root / CURRENT).exists():
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def write_generation(
+    root: Path,
+    articles: Sequence[Article],
+    passages: Sequence[StoredPassage],
+    vectors: npt.NDArray[np.float32],
+    vector_index: Any,
+    lexical: LexicalIndex,
+    manifest: Manifest,
+) -> Path:
+    """Write a complete generation and make it current; call under `writer_lock`.
+
+    `passages` are in ascending id order; `vectors` and the lexical rows follow that order.
+    """
+    if not len(passages) == vectors.shape[0] == lexical.size == vector_index.ntotal:
+        raise ValueError("one vector and one lexical row per passage are required")
+    if passages and passages[-1].id >= manifest.next_passage_id:
+        raise ValueError("next_passage_id must be above every passage id")
+    previous = current_name(root)
+    staging = root / f"tmp-{token_hex(6)}"
+    staging.mkdir()
+    try:
+        _write_metadata(staging / METADATA, articles, passages)
+        faiss.write_index(vector_index, str(staging / VECTORS))
+        passage_articles, article_vectors = article_centroids(articles, passages, vectors, manifest.next_passage_id)
+        np.save(staging / ARTICLE_VECTORS, article_vectors)
+        np.save(staging / PASSAGE_ARTICLES, passage_articles)
+        (staging / LEXICAL_DIR).mkdir()
+        lexical.save(staging / LEXICAL_DIR)
+        written = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        files = {name: file_sha256(staging / name) for name in written}
+        (staging / MANIFEST).write_text(replace(manifest, files=files).to_json(), encoding="utf-8")
+        for name in (*written, MANIFEST):
+            _fsync(staging / name)
+        _fsync(staging / LEXICAL_DIR)
+        _fsync(staging)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        generation = root / f"gen-{stamp}-{token_hex(3)}"
+        staging.rename(generation)
+        _fsync(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer_tmp = root / f"{CURRENT}.{token_hex(4)}.tmp"
+    pointer_tmp.write_text(generation.name + "\n", encoding="utf-8")
+    _fsync(pointer_tmp)
+    os.replace(pointer_tmp, root / CURRENT)
+    _fsync(root)
+    _remove_stale(root, keep={generation.name, *([previous] if previous and KEEP_PREVIOUS else [])})
+    return generation
+
+
+def article_centroids(
+    articles: Sequence[Article],
+    passages: Sequence[StoredPassage],
+    vectors: npt.NDArray[np.float32],
+    id_space: int,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """Each passage id's article row (-1 for ids no passage holds), and each article's normalised mean
+    passage vector (its topic)."""
+    row = {a.id: n for n, a in enumerate(articles)}
+    owners = np.full(id_space, -1, dtype=np.int32)
+    rows = np.array([row[p.passage.article_id] for p in passages], dtype=np.int32)
+    owners[[p.id for p in passages]] = rows
+    centroids = np.zeros((len(articles), vectors.shape[1]), dtype=np.float32)
+    np.add.at(centroids, rows, vectors)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return owners, centroids / np.maximum(norms, 1e-12)
+
+
+def _write_metadata(path: Path, articles: Sequence[Article], passages: Sequence[StoredPassage]) -> None:
+    con = sqlite3.connect(path)
+    try:
+        con.executescript(_SCHEMA)
+        con.executemany(
+            "INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                (
+                    a.id,
+                    a.title,
+                    a.date,
+                    a.source,
+                    a.url,
+                    a.author,
+                    a.path,
+                    json.dumps(a.metadata, ensure_ascii=False, default=str),
+                    a.body,
+                    a.content_hash(),
+                )
+                for a in articles
+            ),
+        )
+        con.executemany(
+            "INSERT INTO passages VALUES (?,?,?,?,?,?,?)",
+            (
+                (
+                    s.id,
+                    s.passage.article_id,
+                    s.passage.ordinal,
+                    s.passage.start,
+                    s.passage.end,
+                    s.passage.text,
+                    s.embed_hash,
+                )
+                for s in passages
+            ),
+        )
+        con.commit()
+    finally:
+        con.close()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale(root: Path, keep: set[str]) -> None:
+    """Drop generations older than `keep` and leftovers of interrupted writes (we hold the writer lock)."""
+    for entry in root.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and entry.name.startswith(("gen-", "tmp-")):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.startswith(CURRENT + ".") and entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)

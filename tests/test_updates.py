@@ -1,0 +1,157 @@
+"""Incremental writes on a real index: add, replace, prune, delete; stable ids; vectors reused; ANN by size."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.articles import Article
+from index.builder import build_index, delete_articles, write_articles
+from index.embedder import Embedder
+from index.errors import ArticleNotFoundError, IndexMismatchError, InvalidArticleError
+from index.generations import current_generation
+from index.settings import REPO_ROOT, Settings
+from index.store import open_index
+from search.filters import Filters
+from search.searcher import Searcher
+from tests.helpers import write_corpus
+
+RECORDS = [
+    json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()[:8]
+]
+
+
+def jsonl(records: list[dict[str, object]]) -> str:
+    return "\n".join(json.dumps(r) for r in records) + "\n"
+
+
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
+    root = tmp_path_factory.mktemp("updates")
+    settings = base_settings.replace(index=root / "index")
+    build_index([write_corpus(root / "corpus", {"a.jsonl": jsonl(RECORDS[:5])})], settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture
+def settings(first_build: Settings, tmp_path: Path) -> Settings:
+    """A private copy of the first build, to change freely."""
+    shutil.copytree(first_build.index, tmp_path / "index")
+    return first_build.replace(index=tmp_path / "index")
+
+
+def passages_by_article(settings: Settings) -> dict[str, list[tuple[int, str]]]:
+    index = open_index(settings.index)
+    try:
+        out: dict[str, list[tuple[int, str]]] = {}
+        for s in index.stored_passages():
+            out.setdefault(s.passage.article_id, []).append((s.id, s.passage.text))
+        return out
+    finally:
+        index.close()
+
+
+def test_update_adds_replaces_and_keeps_ids_and_vectors(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    before = passages_by_article(settings)
+    index = open_index(settings.index)
+    old_vectors = dict(zip(index.row_ids.tolist(), index.vectors_of(index.row_ids.tolist()), strict=True))
+    old_next = index.manifest.next_passage_id
+    index.close()
+    changed = dict(RECORDS[1])
+    changed["text"] = str(changed["text"]) + "\n\nA closing paragraph about wind farms on the steppe, added later."
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl([RECORDS[0], changed, *RECORDS[2:5], RECORDS[5]])})
+    summary = build_index([corpus], settings, embedder=embedder)
+    after = passages_by_article(settings)
+    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (1, 1, 0, 4)
+    new_texts = len(after[str(RECORDS[5]["_id"])]) + 1  # the new article, and the changed one's new last passage
+    assert summary.embedded <= new_texts + 1 and summary.reused >= len(before[str(changed["_id"])]) - 1
+    for article_id in (str(RECORDS[0]["_id"]), str(RECORDS[4]["_id"])):
+        assert after[article_id] == before[article_id]  # untouched articles keep every id
+    kept = set(before[str(changed["_id"])][:-1])
+    assert kept <= set(after[str(changed["_id"])])  # unchanged paragraphs of a changed article keep their ids
+    assert all(pid >= old_next for pid, _ in after[str(RECORDS[5]["_id"])])
+    index = open_index(settings.index)
+    try:
+        for pid in (p for p, _ in after[str(RECORDS[0]["_id"])]):
+            assert np.array_equal(index.vectors_of([pid])[0], old_vectors[pid])  # reused, not re-embedded
+    finally:
+        index.close()
+    searcher = Searcher.open(settings, embedder)
+    try:
+        assert searcher.search("wind farms on the steppe", k=1)[0].article_id == changed["_id"]
+    finally:
+        searcher.close()
+
+
+def test_nothing_changed_writes_nothing(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    generation = current_generation(settings.index)
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[:2])})
+    summary = build_index([corpus], settings, embedder=embedder)
+    assert summary.generation is None and summary.unchanged == 2 and summary.embedded == 0
+    assert current_generation(settings.index) == generation
+
+
+def test_prune_and_delete_remove_articles_for_good(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    before = passages_by_article(settings)
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[:3])})
+    summary = build_index([corpus], settings, embedder=embedder, prune=True)
+    assert (summary.removed, summary.unchanged, summary.embedded) == (2, 3, 0)
+    gone = str(RECORDS[0]["_id"])
+    delete_articles(settings, [gone])
+    after = passages_by_article(settings)
+    assert set(after) == {str(RECORDS[1]["_id"]), str(RECORDS[2]["_id"])}
+    assert all(after[a] == before[a] for a in after)  # nothing renumbered
+    searcher = Searcher.open(settings, embedder)
+    try:
+        assert searcher.article(gone) is None
+        assert gone not in {h.article_id for h in searcher.search(str(RECORDS[0]["title"]), k=10)}
+    finally:
+        searcher.close()
+
+
+def test_bad_writes_change_nothing(settings: Settings, embedder: Embedder) -> None:
+    generation = current_generation(settings.index)
+    with pytest.raises(ArticleNotFoundError):
+        delete_articles(settings, [str(RECORDS[0]["_id"]), "no-such-article"])
+    with pytest.raises(InvalidArticleError, match="path escape"):
+        write_articles(settings, [Article(id="../../etc/passwd", title="t", body="Text.")], embedder=embedder)
+    with pytest.raises(InvalidArticleError, match="empty"):
+        delete_articles(settings, [str(r["_id"]) for r in RECORDS[:5]])
+    assert current_generation(settings.index) == generation
+
+
+def test_other_settings_need_a_rebuild(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[5:6])})
+    other = settings.replace(min_passage_chars=400)
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        build_index([corpus], other, embedder=embedder)
+    summary = build_index([corpus], other, embedder=embedder, rebuild=True)
+    assert summary.articles == 1 and summary.added == 1
+
+
+def test_index_type_follows_the_corpus_size(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    size = open_index(settings.index).size
+    small = settings.replace(ann_threshold=size + 5)
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[5:8])})
+    grown = build_index([corpus], small, embedder=embedder)
+    assert grown.vector_index is not None and grown.vector_index.type == "IDMap2,HNSW32"
+    assert grown.vector_index.recall_at_10 >= 0.98 and "efSearch" in grown.vector_index.params
+    searcher = Searcher.open(small, embedder)
+    try:
+        stats = searcher.stats()
+        assert stats.vector_index["type"] == "IDMap2,HNSW32" and stats.index_type == "IDMap2,HNSW32"
+        question = "wind power and energy cooperation in Central Asia"
+        hits = searcher.search(question, k=5)
+        assert len(hits) == 5
+        one = str(RECORDS[6]["_id"])
+        options = searcher.defaults.replace(per_article=0, filters=Filters(article_id=one))
+        filtered = searcher.search(question, k=3, options=options)
+        assert {h.article_id for h in filtered} == {one} and len(filtered) == 3
+    finally:
+        searcher.close()
+    shrunk = delete_articles(small, [str(r["_id"]) for r in RECORDS[5:8]])
+    assert shrunk.vector_index is not None and shrunk.vector_index.type == "IDMap2,Flat"

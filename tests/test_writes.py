@@ -1,0 +1,140 @@
+"""HTTP writes behind a bearer token, and a running app that follows new generations on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from index.builder import build_index, write_articles
+from index.embedder import Embedder
+from index.generations import current_generation
+from index.readers import article_from_record
+from index.settings import REPO_ROOT, Settings
+from search.live import LiveSearcher
+from tests.helpers import write_corpus
+from tests.test_api import assert_error
+
+TOKEN = "test-token-1234"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+RECORDS = [json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()]
+NEW = {
+    "id": "wire-001",
+    "title": "Caspian ferry link opens",
+    "body": "A new ferry line across the Caspian Sea links the ports of Aktau and Baku, cutting freight times "
+    "for grain and steel between Kazakhstan and Azerbaijan.\n\nOfficials expect two sailings a week.",
+    "date": "2026-11-20",
+    "source": "Wire",
+}
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
+    root = tmp_path_factory.mktemp("writes")
+    settings = base_settings.replace(index=root / "index")
+    corpus = write_corpus(root / "corpus", {"a.jsonl": "\n".join(json.dumps(r) for r in RECORDS[:4]) + "\n"})
+    build_index([corpus], settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture
+def settings(small_index: Settings, tmp_path: Path) -> Settings:
+    shutil.copytree(small_index.index, tmp_path / "index")
+    return small_index.replace(index=tmp_path / "index", api_token=TOKEN, reload_seconds=0.1)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_writes_need_the_token(client: TestClient, settings: Settings) -> None:
+    missing = client.post("/articles", json={"articles": [NEW]})
+    assert_error(missing, 401, "unauthorized")
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert_error(
+        client.post("/articles", json={"articles": [NEW]}, headers={"Authorization": "Basic abc"}), 401, "unauthorized"
+    )
+    assert_error(client.delete("/articles/x", headers={"Authorization": "Bearer wrong"}), 403, "forbidden")
+    assert_error(client.put("/articles/wire-001", json=NEW, headers={"Authorization": "Bearer "}), 401, "unauthorized")
+    with TestClient(create_app(settings.replace(api_token=""))) as closed:
+        assert "SEMSEARCH_API_TOKEN" in assert_error(
+            closed.post("/articles", json={"articles": [NEW]}, headers=AUTH), 403, "forbidden"
+        )
+        assert closed.get("/search", params={"q": "ferry"}).status_code == 200  # reads stay open
+    assert client.get("/articles/wire-001").status_code == 404
+
+
+def test_post_put_delete_round_trip(client: TestClient) -> None:
+    added = client.post(
+        "/articles", json={"articles": [NEW, {**NEW, "id": "wire-002", "title": "Other"}]}, headers=AUTH
+    )
+    assert added.status_code == 200, added.text
+    body = added.json()
+    assert (body["added"], body["updated"], body["removed"], body["articles"]) == (2, 0, 0, 6)
+    assert body["embedded"] == 1 and body["reused"] == 1  # wire-002 has the same text: embedded once
+    hits = client.get("/search", params={"q": "ferry between Aktau and Baku", "k": 2}).json()["hits"]
+    assert hits[0]["article_id"] in {"wire-001", "wire-002"}
+    assert client.get("/stats").json()["generation"] == body["generation"]
+
+    replaced = client.put("/articles/wire-001", json={**NEW, "title": "Caspian ferry link delayed"}, headers=AUTH)
+    assert replaced.status_code == 200 and replaced.json()["updated"] == 1
+    assert replaced.json()["embedded"] == 0  # the title changed, the embedded paragraph text did not
+    assert client.get("/articles/wire-001").json()["title"] == "Caspian ferry link delayed"
+    assert_error(client.put("/articles/wire-009", json=NEW, headers=AUTH), 422, "invalid_article")
+
+    removed = client.delete("/articles/wire-001", headers=AUTH)
+    assert removed.status_code == 200 and removed.json()["removed"] == 1
+    assert_error(client.get("/articles/wire-001"), 404, "not_found")
+    assert_error(client.delete("/articles/wire-001", headers=AUTH), 404, "article_not_found")
+    stats = client.get("/stats").json()
+    assert stats["articles"] == 5 and stats["last_write"]["removed"] == 1 and stats["reload_error"] is None
+
+
+def test_running_app_follows_a_write_from_another_writer(
+    client: TestClient, settings: Settings, embedder: Embedder
+) -> None:
+    before = client.get("/stats").json()["generation"]
+    summary = write_articles(settings, [article_from_record(NEW, "x", "test")], embedder=embedder)
+    assert summary.generation != before
+    deadline = time.monotonic() + 30
+    while client.get("/stats").json()["generation"] != summary.generation:
+        assert time.monotonic() < deadline, "the app did not pick up the new generation"
+        time.sleep(0.1)
+    assert client.get("/search", params={"q": "Caspian ferry", "k": 1}).json()["hits"][0]["article_id"] == "wire-001"
+
+
+def test_a_corrupt_new_generation_leaves_the_old_one_serving(
+    client: TestClient, settings: Settings, embedder: Embedder
+) -> None:
+    served = client.get("/stats").json()["generation"]
+    hits = client.get("/search", params={"q": "journalism festival", "k": 3}).json()["hits"]
+    # A writer that the lock does not stop (another tool, a bad disk) leaves a damaged current generation.
+    write_articles(settings.replace(reload_seconds=0), [article_from_record(NEW, "x", "test")], embedder=embedder)
+    vectors = current_generation(settings.index) / "vectors.faiss"
+    vectors.write_bytes(vectors.read_bytes()[:64])
+    deadline = time.monotonic() + 30
+    while (stats := client.get("/stats").json())["reload_error"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert str(vectors) in stats["reload_error"] and stats["generation"] == served
+    assert client.get("/search", params={"q": "journalism festival", "k": 3}).json()["hits"] == hits
+
+
+def test_requests_in_flight_keep_their_generation(settings: Settings, embedder: Embedder) -> None:
+    live = LiveSearcher(settings, embedder)
+    assert live.refresh()
+    with live.use() as old:
+        write_articles(settings, [article_from_record(NEW, "x", "test")], embedder=embedder)
+        assert live.refresh() and live.generation != old.index.generation.name
+        assert old.search("festival", k=1)  # still open: closed only when this request is done
+    with pytest.raises(Exception, match="closed"):
+        old.index.passages([0])
+    live.close()

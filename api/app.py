@@ -56,6 +56,7 @@ from search.searcher import MAX_K, Searcher
 
 def _responses(*codes: int) -> dict[int | str, dict[str, object]]:
     text = {
+        400: "Body is not UTF-8 JSON",
         401: "No bearer token",
         403: "Wrong token, or writes are off",
         404: "Not found",
@@ -149,7 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Semantic search over news passages.",
         version="0.1.0",
         lifespan=lifespan,
-        responses=_responses(404, 413, 422, 503),
+        responses=_responses(400, 404, 413, 422, 503),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)

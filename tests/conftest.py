@@ -12,6 +12,7 @@ from index.builder import build_index
 from index.embedder import Embedder
 from index.settings import REPO_ROOT, Settings
 from search.searcher import Searcher
+from tests.helpers import GV_RECORDS, jsonl, write_corpus
 
 NEWS = REPO_ROOT / "data" / "news"
 
@@ -34,6 +35,15 @@ def news_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, 
     """An index of the bundled corpus, built once for the whole session."""
     settings = base_settings.replace(index=tmp_path_factory.mktemp("news") / "index")
     build_index([NEWS], settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def gv_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
+    """A small index of four Global Voices posts, built once; tests that write copy it first."""
+    root = tmp_path_factory.mktemp("gv")
+    settings = base_settings.replace(index=root / "index")
+    build_index([write_corpus(root / "corpus", {"a.jsonl": jsonl(GV_RECORDS[:4])})], settings, embedder=embedder)
     return settings
 
 

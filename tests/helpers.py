@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from index.settings import REPO_ROOT
@@ -43,3 +46,21 @@ def write_beir(folder: Path, records: int) -> Path:
     ]
     (folder / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
     return folder
+
+
+# Global Voices posts from the bundled corpus, as JSON records.
+GV_RECORDS = [
+    json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()
+]
+
+
+def jsonl(records: list[dict[str, object]]) -> str:
+    return "\n".join(json.dumps(r) for r in records) + "\n"
+
+
+def start_indexer(index: Path, args: list[str]) -> subprocess.Popen[bytes]:
+    """`semsearch index ARGS` on `index` in its own process, with no SEMSEARCH_* settings but the index."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}
+    env["SEMSEARCH_INDEX"] = str(index)
+    command = [str(Path(sys.executable).parent / "semsearch"), "index", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

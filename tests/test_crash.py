@@ -3,35 +3,26 @@ answers exactly as the last completed generation did, and the next writer is not
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from index.builder import build_index
 from index.embedder import Embedder
 from index.generations import current_name, writer_lock
-from index.settings import REPO_ROOT, Settings
+from index.settings import Settings
 from search.searcher import Searcher
-from tests.helpers import write_corpus
+from tests.helpers import GV_RECORDS as RECORDS
+from tests.helpers import jsonl, start_indexer, write_corpus
 
 SEED = 20261127
 KILLS_PER_JOB = 10
 QUERIES = ("press freedom and journalists", "elections and protests", "energy and water", "social media campaign")
-RECORDS = [json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()]
 Answers = list[list[tuple[str, int, float]]]
-
-
-def jsonl(records: list[dict[str, object]]) -> str:
-    return "\n".join(json.dumps(r) for r in records) + "\n"
 
 
 def answers(settings: Settings, embedder: Embedder) -> Answers:
@@ -42,23 +33,17 @@ def answers(settings: Settings, embedder: Embedder) -> Answers:
         searcher.close()
 
 
-def start_indexer(index: Path, args: list[str]) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}
-    env["SEMSEARCH_INDEX"] = str(index)
-    command = [str(Path(sys.executable).parent / "semsearch"), "index", *args]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
+def base(gv_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The small index, and beside it the corpora of a rebuild and an update."""
     root = tmp_path_factory.mktemp("crash")
-    settings = base_settings.replace(index=root / "base")
-    build_index([write_corpus(root / "c0", {"a.jsonl": jsonl(RECORDS[:4])})], settings, embedder=embedder)
-    changed = dict(
-        RECORDS[1], text=str(RECORDS[1]["text"]) + "\n\nA later correction to this story, added by an editor."
-    )
-    write_corpus(root / "rebuild", {"b.jsonl": jsonl(RECORDS[4:9])})
-    write_corpus(root / "update", {"c.jsonl": jsonl([RECORDS[0], changed, RECORDS[3], *RECORDS[9:12]])})
+    settings = gv_settings.replace(index=root / "base")
+    shutil.copytree(gv_settings.index, settings.index)
+    correction = "\n\nA later correction to this story, added by an editor."
+    changed = dict(RECORDS[1], text=str(RECORDS[1]["text"]) + correction)
+    # Small jobs: most of a run is starting Python and loading the model, so moments spread over all phases.
+    write_corpus(root / "rebuild", {"b.jsonl": jsonl(RECORDS[4:7])})
+    write_corpus(root / "update", {"c.jsonl": jsonl([RECORDS[0], changed, RECORDS[3], RECORDS[9]])})
     return settings
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -12,18 +11,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from index.builder import build_index, write_articles
+from index.builder import write_articles
 from index.embedder import Embedder
 from index.generations import current_generation
 from index.readers import article_from_record
-from index.settings import REPO_ROOT, Settings
+from index.settings import Settings
 from search.live import LiveSearcher
-from tests.helpers import write_corpus
 from tests.test_api import assert_error
 
 TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-RECORDS = [json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()]
 NEW = {
     "id": "wire-001",
     "title": "Caspian ferry link opens",
@@ -34,19 +31,10 @@ NEW = {
 }
 
 
-@pytest.fixture(scope="module")
-def small_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
-    root = tmp_path_factory.mktemp("writes")
-    settings = base_settings.replace(index=root / "index")
-    corpus = write_corpus(root / "corpus", {"a.jsonl": "\n".join(json.dumps(r) for r in RECORDS[:4]) + "\n"})
-    build_index([corpus], settings, embedder=embedder)
-    return settings
-
-
 @pytest.fixture
-def settings(small_index: Settings, tmp_path: Path) -> Settings:
-    shutil.copytree(small_index.index, tmp_path / "index")
-    return small_index.replace(index=tmp_path / "index", api_token=TOKEN, reload_seconds=0.1)
+def settings(gv_settings: Settings, tmp_path: Path) -> Settings:
+    shutil.copytree(gv_settings.index, tmp_path / "index")
+    return gv_settings.replace(index=tmp_path / "index", api_token=TOKEN, reload_seconds=0.1)
 
 
 @pytest.fixture

@@ -123,6 +123,7 @@ def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Calla
     from benchmarks.ann import ann_markdown, ann_plot
     from benchmarks.indexing import indexing_markdown, indexing_plot
     from benchmarks.latency import latency_markdown, latency_plot
+    from benchmarks.load import load_markdown, load_plot
     from benchmarks.quality import quality_markdown, quality_plot
 
     return {
@@ -130,6 +131,7 @@ def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Calla
         "latency": (latency_markdown, latency_plot),
         "indexing": (indexing_markdown, indexing_plot),
         "ann": (ann_markdown, ann_plot),
+        "load": (load_markdown, load_plot),
     }
 
 
@@ -337,6 +339,74 @@ def indexing(
     record = base_record("indexing", settings, seed)
     record.update(dataset=data.describe(), corpus=str(data.corpus), **figures)
     finish("indexing", record, out, json_out, check, expected)
+
+
+@bench.command("load", help="A bounded load run: concurrent queries for a fixed time while a writer updates.")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, path_type=Path),
+    default=NEWS,
+    show_default=True,
+    help="Articles to index (cached; the run serves a copy) and query.",
+)
+@dataset_option("BEIR folder whose questions are the query load.")
+@click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True, help="Clients.")
+@click.option("--seconds", type=click.FloatRange(1, 3600), default=60.0, show_default=True, help="How long.")
+@click.option(
+    "--write-every",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between article replacements over HTTP (0: queries only).",
+)
+@common_options
+@handle_errors
+def load(
+    corpus: Path,
+    dataset: Path,
+    query_count: int,
+    concurrency: int,
+    seconds: float,
+    write_every: float,
+    out: Path,
+    json_out: Path | None,
+    seed: int,
+    work_dir: Path,
+    check: bool,
+    expected: Path | None,
+) -> None:
+    import secrets
+    import shutil
+
+    from benchmarks.datasets import sample_queries
+    from benchmarks.load import load_run
+    from benchmarks.server import serve_index
+    from benchmarks.workspace import cached_index
+    from index.embedder import Embedder
+
+    settings = load_settings()
+    texts = [text for _, text in sample_queries(load_beir(dataset), query_count, seed)]
+    cached = cached_index("latency", [corpus], settings, work_dir, Embedder.load(settings))
+    served = cached.replace(index=work_dir / "load-index")
+    shutil.rmtree(served.index, ignore_errors=True)
+    shutil.copytree(cached.index, served.index)
+    token = secrets.token_urlsafe(16)
+    env = {"SEMSEARCH_API_TOKEN": token, "SEMSEARCH_RELOAD_SECONDS": "1"}
+    record = base_record("load", served, seed)
+    record.update(index=index_record(served, str(corpus)))
+    with serve_index(served.index, env) as base:
+        result = load_run(base, texts, concurrency, seconds, token, write_every)
+    shutil.rmtree(served.index, ignore_errors=True)
+    record.update(
+        queries_from=str(dataset.name),
+        query_count=len(texts),
+        concurrency=concurrency,
+        seconds=seconds,
+        write_every=write_every,
+        load=result,
+    )
+    finish("load", record, out, json_out, check, expected)
 
 
 @bench.command("ann", help="Recall@10 and latency of the engine's index type and ANN settings vs exact search.")

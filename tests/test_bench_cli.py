@@ -92,6 +92,24 @@ def test_latency_measures_stages_and_http_levels(tiny_beir: Path, tmp_path: Path
         assert level["requests"] == 9 and level["errors_total"] == 0 and level["qps"] > 0
 
 
+def test_load_run_stops_by_itself_with_writes_and_no_errors(tiny_beir: Path, tmp_path: Path) -> None:
+    corpus = write_corpus(
+        tmp_path / "news",
+        {f"a{n}.txt": f"Title {n}\n\n" + f"Paragraph {n} on energy trade in Central Asia. " * 4 for n in range(4)},
+    )
+    out = tmp_path / "out"
+    result = bench(
+        "load", "--corpus", str(corpus), "--dataset", str(tiny_beir), "--queries", "6", "--concurrency", "4",
+        "--seconds", "8", "--write-every", "2", "--out", str(out), "--work-dir", str(tmp_path), "--check",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    load = outputs(out, "load")["load"]
+    assert load["requests"] > 0 and load["errors"] == 0 and 0 < load["p50_ms"] <= load["p99_ms"]
+    assert load["writes"] >= 2 and load["write_errors"] == 0 and load["generation_changed"] == 1
+    assert 7 <= load["seconds"] <= 30
+    assert not (tmp_path / "load-index").exists()  # the served copy is gone; the cached index is untouched
+
+
 def test_latency_rejects_a_bad_concurrency_list(tmp_path: Path) -> None:
     result = bench("latency", "--concurrency", "1,x", "--out", str(tmp_path))
     assert result.exit_code == 2 and "--concurrency" in result.output

@@ -75,6 +75,15 @@ def dataset_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+def corpus_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--corpus", type=click.Path(exists=True, path_type=Path), default=NEWS, show_default=True, help=help_text
+    )
+
+
+queries_option = click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
+
+
 def records_option(help_text: str) -> Callable[[F], F]:
     return click.option("--records", type=click.IntRange(0), default=0, show_default=True, help=help_text)
 
@@ -220,13 +229,7 @@ def quality(
 
 
 @bench.command("latency", help="p50/p95/p99 in-process (encode, vector search, search) and over HTTP.")
-@click.option(
-    "--corpus",
-    type=click.Path(exists=True, path_type=Path),
-    default=NEWS,
-    show_default=True,
-    help="Articles to index (cached) and query.",
-)
+@corpus_option("Articles to index (cached) and query.")
 @click.option(
     "--index",
     "index_dir",
@@ -235,7 +238,7 @@ def quality(
     help="Query this existing index instead of building one from --corpus.",
 )
 @dataset_option("BEIR folder whose questions are the query load.")
-@click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
+@queries_option
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--concurrency", default="1,4,16", show_default=True, help="HTTP client counts, comma-separated.")
 @click.option(
@@ -342,15 +345,9 @@ def indexing(
 
 
 @bench.command("load", help="A bounded load run: concurrent queries for a fixed time while a writer updates.")
-@click.option(
-    "--corpus",
-    type=click.Path(exists=True, path_type=Path),
-    default=NEWS,
-    show_default=True,
-    help="Articles to index (cached; the run serves a copy) and query.",
-)
+@corpus_option("Articles to index (cached; the run serves a copy) and query.")
 @dataset_option("BEIR folder whose questions are the query load.")
-@click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
+@queries_option
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True, help="Clients.")
 @click.option("--seconds", type=click.FloatRange(1, 3600), default=60.0, show_default=True, help="How long.")
 @click.option(

@@ -24,6 +24,12 @@ def tiny_beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_beir(tmp_path_factory.mktemp("beir") / "tiny-squad", records=30)
 
 
+def tiny_news(folder: Path) -> Path:
+    """Four short articles: enough for a server to answer and a writer to change."""
+    texts = {f"a{n}.txt": f"Title {n}\n\n" + f"Paragraph {n} on energy trade in Central Asia. " * 4 for n in range(4)}
+    return write_corpus(folder, texts)
+
+
 def bench(*args: str) -> Result:
     return CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)
 
@@ -73,10 +79,7 @@ def test_quality_refuses_an_unknown_mode_and_a_non_beir_folder(tmp_path: Path) -
 
 
 def test_latency_measures_stages_and_http_levels(tiny_beir: Path, tmp_path: Path) -> None:
-    corpus = write_corpus(
-        tmp_path / "news",
-        {f"a{n}.txt": f"Title {n}\n\n" + f"Paragraph {n} on energy trade in Central Asia. " * 4 for n in range(4)},
-    )
+    corpus = tiny_news(tmp_path / "news")
     out = tmp_path / "out"
     result = bench(
         "latency", "--corpus", str(corpus), "--dataset", str(tiny_beir), "--queries", "6", "--runs", "2",
@@ -93,10 +96,7 @@ def test_latency_measures_stages_and_http_levels(tiny_beir: Path, tmp_path: Path
 
 
 def test_load_run_stops_by_itself_with_writes_and_no_errors(tiny_beir: Path, tmp_path: Path) -> None:
-    corpus = write_corpus(
-        tmp_path / "news",
-        {f"a{n}.txt": f"Title {n}\n\n" + f"Paragraph {n} on energy trade in Central Asia. " * 4 for n in range(4)},
-    )
+    corpus = tiny_news(tmp_path / "news")
     out = tmp_path / "out"
     result = bench(
         "load", "--corpus", str(corpus), "--dataset", str(tiny_beir), "--queries", "6", "--concurrency", "4",

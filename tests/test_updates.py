@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,34 +13,19 @@ from index.builder import build_index, delete_articles, write_articles
 from index.embedder import Embedder
 from index.errors import ArticleNotFoundError, IndexMismatchError, InvalidArticleError
 from index.generations import current_generation
-from index.settings import REPO_ROOT, Settings
+from index.settings import Settings
 from index.store import open_index
 from search.filters import Filters
 from search.searcher import Searcher
-from tests.helpers import write_corpus
-
-RECORDS = [
-    json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()[:8]
-]
-
-
-def jsonl(records: list[dict[str, object]]) -> str:
-    return "\n".join(json.dumps(r) for r in records) + "\n"
-
-
-@pytest.fixture(scope="module")
-def first_build(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, base_settings: Settings) -> Settings:
-    root = tmp_path_factory.mktemp("updates")
-    settings = base_settings.replace(index=root / "index")
-    build_index([write_corpus(root / "corpus", {"a.jsonl": jsonl(RECORDS[:5])})], settings, embedder=embedder)
-    return settings
+from tests.helpers import GV_RECORDS as RECORDS
+from tests.helpers import jsonl, write_corpus
 
 
 @pytest.fixture
-def settings(first_build: Settings, tmp_path: Path) -> Settings:
-    """A private copy of the first build, to change freely."""
-    shutil.copytree(first_build.index, tmp_path / "index")
-    return first_build.replace(index=tmp_path / "index")
+def settings(gv_settings: Settings, tmp_path: Path) -> Settings:
+    """A private copy of the small index of four posts, to change freely."""
+    shutil.copytree(gv_settings.index, tmp_path / "index")
+    return gv_settings.replace(index=tmp_path / "index")
 
 
 def passages_by_article(settings: Settings) -> dict[str, list[tuple[int, str]]]:
@@ -63,13 +47,13 @@ def test_update_adds_replaces_and_keeps_ids_and_vectors(settings: Settings, embe
     index.close()
     changed = dict(RECORDS[1])
     changed["text"] = str(changed["text"]) + "\n\nA closing paragraph about wind farms on the steppe, added later."
-    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl([RECORDS[0], changed, *RECORDS[2:5], RECORDS[5]])})
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl([RECORDS[0], changed, *RECORDS[2:4], RECORDS[5]])})
     summary = build_index([corpus], settings, embedder=embedder)
     after = passages_by_article(settings)
-    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (1, 1, 0, 4)
+    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (1, 1, 0, 3)
     new_texts = len(after[str(RECORDS[5]["_id"])]) + 1  # the new article, and the changed one's new last passage
     assert summary.embedded <= new_texts + 1 and summary.reused >= len(before[str(changed["_id"])]) - 1
-    for article_id in (str(RECORDS[0]["_id"]), str(RECORDS[4]["_id"])):
+    for article_id in (str(RECORDS[0]["_id"]), str(RECORDS[3]["_id"])):
         assert after[article_id] == before[article_id]  # untouched articles keep every id
     kept = set(before[str(changed["_id"])][:-1])
     assert kept <= set(after[str(changed["_id"])])  # unchanged paragraphs of a changed article keep their ids
@@ -99,7 +83,7 @@ def test_prune_and_delete_remove_articles_for_good(settings: Settings, embedder:
     before = passages_by_article(settings)
     corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[:3])})
     summary = build_index([corpus], settings, embedder=embedder, prune=True)
-    assert (summary.removed, summary.unchanged, summary.embedded) == (2, 3, 0)
+    assert (summary.removed, summary.unchanged, summary.embedded) == (1, 3, 0)
     gone = str(RECORDS[0]["_id"])
     delete_articles(settings, [gone])
     after = passages_by_article(settings)
@@ -120,7 +104,7 @@ def test_bad_writes_change_nothing(settings: Settings, embedder: Embedder) -> No
     with pytest.raises(InvalidArticleError, match="path escape"):
         write_articles(settings, [Article(id="../../etc/passwd", title="t", body="Text.")], embedder=embedder)
     with pytest.raises(InvalidArticleError, match="empty"):
-        delete_articles(settings, [str(r["_id"]) for r in RECORDS[:5]])
+        delete_articles(settings, [str(r["_id"]) for r in RECORDS[:4]])
     assert current_generation(settings.index) == generation
 
 

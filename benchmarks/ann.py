@@ -20,7 +20,6 @@ import numpy.typing as npt
 
 from benchmarks.report import markdown_table, new_figure, save_figure
 from benchmarks.timing import latency_summary, time_calls
-from index.settings import Settings
 from index.vectors import build_vector_index
 
 Matrix = npt.NDArray[np.float32]
@@ -130,10 +129,12 @@ def measure_candidate(
     return rows
 
 
-def measure_engine(base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], runs: int) -> dict[str, Any]:
-    """The index the engine itself builds for this many vectors (default threshold), as a search sees it."""
+def measure_engine(
+    base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], runs: int, threshold: int
+) -> dict[str, Any]:
+    """The index the engine itself builds for this many vectors at this ANN threshold, as a search sees it."""
     started = time.perf_counter()
-    index, info = build_vector_index(np.arange(len(base), dtype=np.int64), base, Settings().ann_threshold)
+    index, info = build_vector_index(np.arange(len(base), dtype=np.int64), base, threshold)
     build_seconds = time.perf_counter() - started
     _, found = index.search(queries, K)
     timed = [queries[i : i + 1] for i in range(min(200, len(queries)))]
@@ -151,7 +152,14 @@ def measure_engine(base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], 
 
 
 def measure_size(
-    label: str, base: Matrix, queries: Matrix, runs: int, seed: int, hnsw_max: int, engine_max: int
+    label: str,
+    base: Matrix,
+    queries: Matrix,
+    runs: int,
+    seed: int,
+    hnsw_max: int,
+    engine_max: int,
+    threshold: int,
 ) -> dict[str, Any]:
     truth = exact_top(base, queries)
     rows = []
@@ -160,7 +168,7 @@ def measure_size(
         rows.extend(measure_candidate(candidate, base, queries, truth, runs, seed))
     if len(base) <= engine_max:
         print(f"{label}: the engine's own choice", file=sys.stderr)
-        rows.append(measure_engine(base, queries, truth, runs))
+        rows.append(measure_engine(base, queries, truth, runs, threshold))
     return {"label": label, "vectors": len(base), "queries": len(queries), "rows": rows}
 
 

@@ -470,14 +470,26 @@ def ann(
         finally:
             stored.close()
         questions = embedder.embed_queries([t for _, t in sample_queries(data, 500, seed)])
-        results.append(measure_size(f"corpus ({data.name})", base, questions, runs, seed, hnsw_max, engine_max))
+        results.append(
+            measure_size(
+                f"corpus ({data.name})", base, questions, runs, seed, hnsw_max, engine_max, settings.ann_threshold
+            )
+        )
     for count in map(int, counts):
         base, questions = synthetic_vectors(count, dimension, seed)
-        results.append(measure_size(size_label(count), base, questions, runs, seed, hnsw_max, engine_max))
+        results.append(
+            measure_size(size_label(count), base, questions, runs, seed, hnsw_max, engine_max, settings.ann_threshold)
+        )
         del base
     record = base_record("ann", settings, seed)
     record.update(
-        runs=runs, dimension=dimension, hnsw_max=hnsw_max, engine_max=engine_max, numpy=np.__version__, sizes=results
+        runs=runs,
+        dimension=dimension,
+        hnsw_max=hnsw_max,
+        engine_max=engine_max,
+        ann_threshold=settings.ann_threshold,
+        numpy=np.__version__,
+        sizes=results,
     )
     finish("ann", record, out, json_out, check, expected)
 

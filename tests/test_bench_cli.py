@@ -30,8 +30,8 @@ def tiny_news(folder: Path) -> Path:
     return write_corpus(folder, texts)
 
 
-def bench(*args: str) -> Result:
-    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)
+def bench(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=False, env=env)
 
 
 def outputs(out: Path, name: str) -> dict[str, Any]:
@@ -135,14 +135,18 @@ def test_ann_sweeps_index_settings_against_exact_search(tiny_beir: Path, tmp_pat
     out = tmp_path / "out"
     result = bench(
         "ann", "--dataset", str(tiny_beir), "--sizes", "corpus,3000", "--hnsw-max", "3000", "--runs", "1",
-        "--out", str(out), "--work-dir", str(tmp_path / "work"),
+        "--out", str(out), "--work-dir", str(tmp_path / "work"), env={"SEMSEARCH_ANN_THRESHOLD": "1000"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     record = outputs(out, "ann")
     corpus, synthetic = record["sizes"]
     assert corpus["vectors"] >= 30 and synthetic["vectors"] == 3000
     flat = [r for r in synthetic["rows"] if r["index"] == "Flat"]
-    assert flat[0]["recall@10"] == 1.0 and flat[0]["engine_choice"]
+    assert flat[0]["recall@10"] == 1.0 and not flat[0]["engine_choice"]
+    # The engine's own index: exact below the threshold, HNSW tuned to the recall target above it.
+    assert [r["index"] for r in corpus["rows"] if r["engine_choice"]] == ["engine: Flat"]
+    (engine,) = [r for r in synthetic["rows"] if r["engine_choice"]]
+    assert engine["index"] == "engine: HNSW32" and engine["build_recall@10"] >= 0.98 and "efSearch=" in engine["param"]
     ivf = [r for r in synthetic["rows"] if r["index"].startswith("IVF")]
     assert len(ivf) >= 3 and ivf[0]["recall@10"] <= ivf[-1]["recall@10"]  # more lists probed, more recall
     assert {r["index"] for r in synthetic["rows"]} >= {"Flat", "HNSW32,Flat"}

@@ -68,7 +68,7 @@ def test_index_command_summarises_and_reports_skips(tmp_path: Path) -> None:
     index = tmp_path / "index"
     result = run("semsearch", "index", str(corpus), "--index", str(index))
     assert result.returncode == 0, result.stderr
-    assert "Indexed 2 articles as 2 passages" in result.stdout
+    assert "Added 2, updated 0, removed 0" in result.stdout and "(2 articles, 2 passages" in result.stdout
     assert "2 skipped" in result.stdout
     assert "feed.jsonl:2: malformed JSON" in result.stderr
     assert "bin.txt: binary file" in result.stderr

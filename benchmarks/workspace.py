@@ -10,6 +10,7 @@ from pathlib import Path
 from index.builder import build_index
 from index.embedder import Embedder, model_info
 from index.generations import CURRENT
+from index.manifest import FORMAT_VERSION
 from index.settings import REPO_ROOT, Settings
 
 WORK_DIR = REPO_ROOT / "var" / "bench"
@@ -30,8 +31,8 @@ def cached_index(
 ) -> Settings:
     """Settings pointing at an index of `paths`, built by `build_index` unless the same one exists.
 
-    The cache key covers the corpus bytes, the model's fingerprint and backend, and the build settings,
-    so a changed corpus, model or setting builds a fresh index.
+    The cache key covers the corpus bytes, the model's fingerprint and backend, the build settings and the
+    index format, so a changed corpus, model, setting or format builds a fresh index.
     """
     info = embedder.info if embedder else model_info(settings)
     key = hashlib.sha256(
@@ -43,6 +44,8 @@ def cached_index(
                 str(settings.embed_title),
                 str(settings.lexical_title),
                 str(settings.min_passage_chars),
+                str(settings.ann_threshold),
+                f"format {FORMAT_VERSION}",
             ]
         ).encode()
     ).hexdigest()[:16]

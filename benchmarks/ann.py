@@ -130,11 +130,11 @@ def measure_candidate(
 
 
 def measure_engine(
-    base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], runs: int, threshold: int
+    base: Matrix, queries: Matrix, truth: npt.NDArray[np.int64], runs: int, threshold: int, threads: int
 ) -> dict[str, Any]:
     """The index the engine itself builds for this many vectors at this ANN threshold, as a search sees it."""
     started = time.perf_counter()
-    index, info = build_vector_index(np.arange(len(base), dtype=np.int64), base, threshold)
+    index, info = build_vector_index(np.arange(len(base), dtype=np.int64), base, threshold, threads)
     build_seconds = time.perf_counter() - started
     _, found = index.search(queries, K)
     timed = [queries[i : i + 1] for i in range(min(200, len(queries)))]
@@ -160,6 +160,7 @@ def measure_size(
     hnsw_max: int,
     engine_max: int,
     threshold: int,
+    threads: int,
 ) -> dict[str, Any]:
     truth = exact_top(base, queries)
     rows = []
@@ -168,7 +169,7 @@ def measure_size(
         rows.extend(measure_candidate(candidate, base, queries, truth, runs, seed))
     if len(base) <= engine_max:
         print(f"{label}: the engine's own choice", file=sys.stderr)
-        rows.append(measure_engine(base, queries, truth, runs, threshold))
+        rows.append(measure_engine(base, queries, truth, runs, threshold, threads))
     return {"label": label, "vectors": len(base), "queries": len(queries), "rows": rows}
 
 

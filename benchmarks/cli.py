@@ -472,13 +472,31 @@ def ann(
         questions = embedder.embed_queries([t for _, t in sample_queries(data, 500, seed)])
         results.append(
             measure_size(
-                f"corpus ({data.name})", base, questions, runs, seed, hnsw_max, engine_max, settings.ann_threshold
+                f"corpus ({data.name})",
+                base,
+                questions,
+                runs,
+                seed,
+                hnsw_max,
+                engine_max,
+                settings.ann_threshold,
+                settings.threads,
             )
         )
     for count in map(int, counts):
         base, questions = synthetic_vectors(count, dimension, seed)
         results.append(
-            measure_size(size_label(count), base, questions, runs, seed, hnsw_max, engine_max, settings.ann_threshold)
+            measure_size(
+                size_label(count),
+                base,
+                questions,
+                runs,
+                seed,
+                hnsw_max,
+                engine_max,
+                settings.ann_threshold,
+                settings.threads,
+            )
         )
         del base
     record = base_record("ann", settings, seed)

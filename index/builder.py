@@ -237,7 +237,7 @@ def _write(
     for pid, source in assignment.copy_of.items():
         vectors[position[pid]] = vectors[position[source]]
     ids = np.array([s.id for s in assignment.passages], dtype=np.int64)
-    vector_index, vector_info = build_vector_index(ids, vectors, settings.ann_threshold)
+    vector_index, vector_info = build_vector_index(ids, vectors, settings.ann_threshold, settings.threads)
     lexical = LexicalIndex.build(
         lexical_text(by_article[s.passage.article_id], s.passage, settings.lexical_title) for s in assignment.passages
     )

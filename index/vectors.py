@@ -52,7 +52,7 @@ class VectorIndexInfo:
         )
 
 
-def build_vector_index(ids: Ids, vectors: Vectors, ann_threshold: int) -> tuple[Any, VectorIndexInfo]:
+def build_vector_index(ids: Ids, vectors: Vectors, ann_threshold: int, threads: int = 1) -> tuple[Any, VectorIndexInfo]:
     """A FAISS index holding `vectors` under `ids`, and what was chosen (with the recall measured)."""
     dimension = vectors.shape[1]
     flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
@@ -62,7 +62,12 @@ def build_vector_index(ids: Ids, vectors: Vectors, ann_threshold: int) -> tuple[
     graph = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     approximate = faiss.IndexIDMap2(graph)
-    approximate.add_with_ids(vectors, ids)
+    searching_threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, threads))  # queries run FAISS on one thread; a graph build wants them all
+    try:
+        approximate.add_with_ids(vectors, ids)
+    finally:
+        faiss.omp_set_num_threads(searching_threads)
     probes = probe_queries(vectors)
     _, exact = flat.search(probes, RECALL_K)
     recall = 0.0

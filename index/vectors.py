@@ -2,7 +2,8 @@
 
 Below `ann_threshold` passages the index is exact (a flat inner-product scan). At or above it, an HNSW
 graph is built and its search breadth (efSearch) is the smallest that reaches the recall target against
-exact search, measured at build time on seeded probe queries; if none does, the index stays exact.
+exact search (plus a margin), measured at build time on seeded probe queries; if none does, the index stays
+exact.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ Vectors = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 
 RECALL_TARGET = 0.98
+# Probes sit closer to stored vectors than real questions do: at 100k synthetic vectors, probe recall 0.983
+# came with 0.970 on independent queries. The breadth is chosen for the target plus this margin on probes.
+PROBE_MARGIN = 0.01
 RECALL_K = 10
 PROBE_QUERIES = 200
 PROBE_SEED = 13
@@ -75,7 +79,7 @@ def build_vector_index(ids: Ids, vectors: Vectors, ann_threshold: int, threads: 
         graph.hnsw.efSearch = ef
         _, found = approximate.search(probes, RECALL_K)
         recall = recall_at_k(exact, found)
-        if recall >= RECALL_TARGET:
+        if recall >= RECALL_TARGET + PROBE_MARGIN:
             params = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": ef}
             info = VectorIndexInfo(f"IDMap2,HNSW{HNSW_M}", params, round(recall, 4), len(probes))
             return approximate, info

@@ -49,6 +49,7 @@ from index.builder import BuildSummary, delete_articles, write_articles
 from index.errors import InvalidArticleError, SemsearchError
 from index.readers import article_from_record
 from index.settings import Settings
+from search.batcher import QueryBatcher
 from search.filters import Filters
 from search.live import LiveSearcher, follow
 from search.searcher import MAX_K, Searcher
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> FastAPI:
         # the reload thread picks the index up once it is written.
         with contextlib.suppress(SemsearchError):
             await anyio.to_thread.run_sync(live.refresh)
+        app.state.batcher = QueryBatcher(live, settings.batch_wait_ms) if settings.micro_batch else None
         stop = threading.Event()
         if settings.reload_seconds > 0:
             threading.Thread(
@@ -143,6 +145,8 @@ def create_app(settings: Settings) -> FastAPI:
             ).start()
         yield
         stop.set()
+        if app.state.batcher is not None:
+            app.state.batcher.close()
         live.close()
 
     app = FastAPI(
@@ -156,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
-    def run_search(engine: Searcher, request: SearchRequest) -> SearchResponse:
+    def run_search(engine: Searcher, request: SearchRequest, batcher: QueryBatcher | None) -> SearchResponse:
         started = time.perf_counter()
         filters = Filters.parse(request.date_from, request.date_to, request.source, request.article_id)
         options = engine.defaults.replace(
@@ -166,7 +170,10 @@ def create_app(settings: Settings) -> FastAPI:
             per_article=request.per_article,
             filters=filters,
         )
-        hits = engine.search(request.query, request.k, options)
+        if batcher is not None:
+            hits = batcher.search(request.query, request.k, options)
+        else:
+            hits = engine.search(request.query, request.k, options)
         took = (time.perf_counter() - started) * 1000
         return SearchResponse(
             query=request.query,
@@ -181,6 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/search", response_model=SearchResponse, summary="Search with query parameters")
     def search_get(
+        http: Request,
         engine: SearcherDep,
         q: Annotated[str, Query(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)],
         k: Annotated[int, Query(ge=1, le=MAX_K, description=PARAM_HELP["k"])] = 10,
@@ -205,7 +213,7 @@ def create_app(settings: Settings) -> FastAPI:
             source=source,
             article_id=article_id,
         )
-        return run_search(engine, request)
+        return run_search(engine, request, http.app.state.batcher)
 
     @app.post(
         "/search",
@@ -214,8 +222,8 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=JSON_BODY,
         responses=_responses(415),
     )
-    def search_post(engine: SearcherDep, request: SearchRequest) -> SearchResponse:
-        return run_search(engine, request)
+    def search_post(http: Request, engine: SearcherDep, request: SearchRequest) -> SearchResponse:
+        return run_search(engine, request, http.app.state.batcher)
 
     @app.get("/articles/{article_id:path}", response_model=ArticleOut, summary="An article and its passages")
     def get_article(engine: SearcherDep, article_id: str) -> ArticleOut:

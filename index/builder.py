@@ -17,7 +17,7 @@ import numpy as np
 
 from index.articles import Article, Passage, ReadReport, Skipped, id_problem, text_hash
 from index.changes import Plan, assign_ids, plan_changes
-from index.embedder import Embedder, ModelInfo, model_info
+from index.embedder import Embedder, ModelInfo, model_info, resolve_backend
 from index.errors import CorruptIndexError, EmptyCorpusError, IndexMismatchError, InvalidArticleError, NoIndexError
 from index.generations import write_generation, writer_lock
 from index.lexical import LexicalIndex
@@ -106,7 +106,7 @@ def build_index(
             + "; give .txt, .md, .jsonl, .json, .csv or .html files with text. No index was written."
         )
     summary = write_articles(settings, articles, prune=prune, rebuild=rebuild, embedder=embedder, progress=progress)
-    summary.skipped, summary.warnings = report.skipped, report.warnings
+    summary.skipped, summary.warnings = report.skipped, report.warnings + summary.warnings
     return summary
 
 
@@ -134,7 +134,7 @@ def write_articles(
             raise InvalidArticleError(f"The article id {article.id[:80]!r} is not allowed: {problem}")
         if not article.body.strip():
             raise InvalidArticleError(f"The article {article.id!r} has no text; give a non-empty body")
-    info = embedder.info if embedder else model_info(settings)
+    info, fallback = (embedder.info, None) if embedder else resolve_backend(settings, model_info(settings))
     with writer_lock(settings.index):
         previous = _previous(settings, info, rebuild)
         try:
@@ -155,7 +155,9 @@ def write_articles(
                     f"This write would leave the index at {settings.index} empty; "
                     "delete the folder instead if that is meant"
                 )
-            return _write(settings, info, plan, previous, rebuild, embedder, progress, started)
+            summary = _write(settings, info, plan, previous, rebuild, embedder, progress, started)
+            summary.warnings += [fallback] if fallback else []
+            return summary
         finally:
             if previous is not None:
                 previous.close()

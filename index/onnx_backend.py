@@ -1,0 +1,187 @@
+"""The ONNX backend: the same sentence-transformers weights exported offline to ONNX (optionally int8) and run
+with onnxruntime; tokenised with the model's own tokenizer, mean-pooled and L2-normalised as the model does.
+
+The export happens once per model fingerprint into the model cache (`SEMSEARCH_MODEL_CACHE`), under a lock,
+written to a temporary name and renamed, so concurrent first uses and interrupted exports are harmless.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from secrets import token_hex
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from index.errors import ModelLoadError
+
+Vectors = npt.NDArray[np.float32]
+ONNX_BACKENDS = ("onnx-fp32", "onnx-int8")
+OPSET = 17
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -> Path:
+    """The ONNX file for this model and backend, exported into `cache` first if it is not there yet."""
+    folder = cache / f"{fingerprint[:16]}-{backend}"
+    target = folder / "model.onnx"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first export, then reuses it
+        if not target.is_file():
+            _export(model_path, folder, quantize=backend == "onnx-int8")
+            (folder / "source.json").write_text(
+                json.dumps({"model": model_path, "fingerprint": fingerprint, "backend": backend, "opset": OPSET})
+            )
+    return target
+
+
+def _export(model_path: str, folder: Path, quantize: bool) -> None:
+    """Trace the transformer to ONNX (dynamic batch and sequence axes), then quantise its weights to int8."""
+    import torch
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    staging = folder / f"tmp-{token_hex(4)}"
+    staging.mkdir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        model = AutoModel.from_pretrained(model_path, local_files_only=True, attn_implementation="eager").eval()
+        example = tokenizer(["a short example", "another, somewhat longer example"], padding=True, return_tensors="pt")
+        names = [n for n in _INPUTS if n in example]
+        axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+        fp32 = staging / "model.fp32.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on the legacy exporter and on shape checks
+            torch.onnx.export(
+                _LastHiddenState(model, names),
+                tuple(example[n] for n in names),
+                str(fp32),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        result = fp32
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # Per-channel int8 weights: per-tensor scales lose too much of this model (mean cosine 0.95).
+            result = staging / "model.int8.onnx"
+            logging.disable(logging.WARNING)  # its advice to pre-process; that step fails on this graph
+            try:
+                quantize_dynamic(str(fp32), str(result), weight_type=QuantType.QInt8, per_channel=True)
+            finally:
+                logging.disable(logging.NOTSET)
+        os.replace(result, folder / "model.onnx")
+    except Exception as exc:
+        raise ModelLoadError(f"Could not convert the model at {model_path} to ONNX: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class _LastHiddenState:
+    """A module wrapper whose one output is the token embeddings (built lazily to keep torch out of imports)."""
+
+    def __new__(cls, model: Any, names: Sequence[str]) -> Any:
+        import torch
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, *inputs: Any) -> Any:
+                return self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+        return Wrapper()
+
+
+class OnnxEncoder:
+    """Token embeddings from onnxruntime, mean-pooled over the attention mask and L2-normalised."""
+
+    def __init__(self, onnx_file: Path, model_path: str, max_seq_length: int, threads: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        # The folder's tokenizer.json may carry its own truncation and fixed padding: set both as the model uses them.
+        self.tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=max_seq_length)
+        self.tokenizer.enable_padding(pad_id=self._pad_id(model_path), pad_token=self._pad_token(model_path))
+        self.counter = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+        self.counter.no_truncation()
+        self.counter.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.dimension = int(self.session.get_outputs()[0].shape[-1])
+
+    @staticmethod
+    def _special(model_path: str) -> dict[str, Any]:
+        path = Path(model_path) / "special_tokens_map.json"
+        return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+    def _pad_token(self, model_path: str) -> str:
+        pad = self._special(model_path).get("pad_token", "[PAD]")
+        return str(pad["content"] if isinstance(pad, dict) else pad)
+
+    def _pad_id(self, model_path: str) -> int:
+        found = self.tokenizer.token_to_id(self._pad_token(model_path))
+        return int(found) if found is not None else 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.counter.encode(text, add_special_tokens=False).ids)
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """One batch: normalised embeddings, one row per text."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return np.ascontiguousarray(pooled, dtype=np.float32)
+
+
+def check_exportable(model_path: str) -> str | None:
+    """Why this model folder cannot run on the ONNX backend (it must be transformer -> mean pooling ->
+    normalise), or None when it can."""
+    root = Path(model_path)
+    try:
+        modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((root / "modules.json").read_text())]
+        pooling = json.loads((root / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"cannot read its modules.json or pooling config ({exc})"
+    if modules != ["Transformer", "Pooling", "Normalize"]:
+        return f"its modules are {modules}, not Transformer, Pooling, Normalize"
+    if not pooling.get("pooling_mode_mean_tokens") or any(
+        pooling.get(k)
+        for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens")
+    ):
+        return "it does not pool by the mean of its tokens"
+    if not (root / "tokenizer.json").is_file():
+        return "it has no tokenizer.json"
+    return None

@@ -1,0 +1,48 @@
+"""Micro-batching: concurrent queries share one encoding call and get the same answers as alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from index.embedder import Embedder
+from index.errors import EmptyQueryError
+from index.settings import Settings
+from search.batcher import QueryBatcher
+from search.filters import Filters
+from search.live import LiveSearcher
+from tests.helpers import GV_RECORDS
+
+QUESTIONS = ["press freedom", "elections and protests", "energy cooperation", "music festival", "water", "bloggers"]
+
+
+def test_concurrent_queries_are_batched_and_answered_as_alone(gv_settings: Settings, embedder: Embedder) -> None:
+    live = LiveSearcher(gv_settings, embedder)
+    live.refresh()
+    with live.use() as searcher:
+        alone = {q: [h.passage_id for h in searcher.search(q, k=3)] for q in QUESTIONS}
+        options = searcher.defaults
+    batcher = QueryBatcher(live, wait_ms=20)
+    start = threading.Barrier(len(QUESTIONS) * 3)
+    got: dict[int, list[int]] = {}
+
+    def ask(n: int) -> None:
+        start.wait()
+        got[n] = [h.passage_id for h in batcher.search(QUESTIONS[n % len(QUESTIONS)], 3, options)]
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(QUESTIONS) * 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(got[n] == alone[QUESTIONS[n % len(QUESTIONS)]] for n in got) and len(got) == 18
+    assert batcher.queries == 18 and batcher.batches < 18  # some queries shared a model call
+    # One bad request in a batch fails alone; a filter applies to its own request only.
+    with pytest.raises(EmptyQueryError):
+        batcher.search("  ", 3, options)
+    only = str(GV_RECORDS[2]["_id"])
+    filtered = batcher.search("festival", 3, options.replace(filters=Filters(article_id=only)))
+    assert {h.article_id for h in filtered} == {only}
+    batcher.close()
+    live.close()

@@ -1,0 +1,83 @@
+"""The ONNX backend: converted once per model fingerprint, close to fp32, recorded in the index, and
+a clean fallback to torch when a model cannot be converted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.builder import build_index
+from index.embedder import Embedder, OnnxEmbedder, model_info, resolve_backend
+from index.settings import Settings
+from index.store import open_index
+from search.searcher import Searcher
+from tests.helpers import GV_RECORDS, jsonl, write_corpus
+
+PARAGRAPHS = [str(r["text"]).split("\n\n")[0] for r in GV_RECORDS[:24]]
+
+
+@pytest.fixture(scope="module")
+def onnx_settings(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return base_settings.replace(backend="onnx-int8", model_cache=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(onnx_settings: Settings) -> Embedder:
+    return Embedder.load(onnx_settings)
+
+
+def test_int8_embeddings_stay_close_to_fp32(onnx_embedder: Embedder, embedder: Embedder) -> None:
+    assert isinstance(onnx_embedder, OnnxEmbedder) and onnx_embedder.info.backend == "onnx-int8"
+    assert (onnx_embedder.dimension, onnx_embedder.max_tokens) == (embedder.dimension, embedder.max_tokens)
+    fast, exact = onnx_embedder.embed_documents(PARAGRAPHS), embedder.embed_documents(PARAGRAPHS)
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = (fast * exact).sum(axis=1)
+    assert cosines.mean() > 0.985 and cosines.min() > 0.96
+    for text in PARAGRAPHS[:5]:
+        assert onnx_embedder.count_tokens(text) == embedder.count_tokens(text)  # same splits, same passages
+    query = "press freedom and journalists"
+    assert float((onnx_embedder.embed_query(query) @ embedder.embed_query(query).T)[0, 0]) > 0.97
+
+
+def test_the_conversion_is_cached_by_fingerprint(onnx_settings: Settings, onnx_embedder: Embedder) -> None:
+    (folder,) = [p for p in onnx_settings.model_cache.iterdir() if p.is_dir()]
+    assert folder.name == f"{onnx_embedder.info.fingerprint[:16]}-onnx-int8"
+    made = (folder / "model.onnx").stat().st_mtime_ns
+    Embedder.load(onnx_settings)
+    assert (folder / "model.onnx").stat().st_mtime_ns == made
+    assert json.loads((folder / "source.json").read_text())["fingerprint"] == onnx_embedder.info.fingerprint
+
+
+def test_a_model_that_cannot_convert_falls_back_to_torch(
+    onnx_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    other = tmp_path / "cls-model"
+    shutil.copytree(embedder.info.path, other)
+    pooling = other / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**config, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    settings = onnx_settings.replace(model=str(other))
+    info, reason = resolve_backend(settings, model_info(settings))
+    assert info.backend == "torch-fp32" and reason is not None and "mean of its tokens" in reason
+
+
+def test_the_index_records_its_backend_and_queries_use_it(
+    onnx_settings: Settings, onnx_embedder: Embedder, tmp_path: Path
+) -> None:
+    settings = onnx_settings.replace(index=tmp_path / "index")
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(GV_RECORDS[:3])})
+    build_index([corpus], settings)
+    stored = open_index(settings.index)
+    assert stored.manifest.model["backend"] == "onnx-int8"
+    stored.close()
+    # Asked with the default backend, the searcher still encodes questions as the index was built.
+    searcher = Searcher.open(settings.replace(backend="torch-fp32"))
+    try:
+        assert searcher.embedder.info.backend == "onnx-int8"
+        assert searcher.search(str(GV_RECORDS[1]["title"]), k=1)[0].article_id == GV_RECORDS[1]["_id"]
+    finally:
+        searcher.close()

@@ -20,7 +20,7 @@ from api.cli import ARGV_KEY, handle_errors, load_settings
 from benchmarks.datasets import SQUAD_DEV, Dataset, corpus_slice, load_beir
 from benchmarks.report import EXPECTED_DIR, RESULTS_DIR
 from benchmarks.workspace import WORK_DIR
-from index.settings import REPO_ROOT, Settings
+from index.settings import BACKENDS, REPO_ROOT, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 BENCHMARKS = ("quality", "latency", "indexing", "ann")
@@ -187,6 +187,12 @@ def bench() -> None:
 @click.option("--latency-queries", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Latency runs.")
 @click.option("--sweep", is_flag=True, help="Also sweep the hybrid weight on a tuning half and a held-out half.")
+@click.option(
+    "--gate-against",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Also run the reference backend on the same queries and report the quality gate of SEMSEARCH_BACKEND.",
+)
 @common_options
 @handle_errors
 def quality(
@@ -197,6 +203,7 @@ def quality(
     latency_queries: int,
     runs: int,
     sweep: bool,
+    gate_against: str | None,
     out: Path,
     json_out: Path | None,
     seed: int,
@@ -214,17 +221,32 @@ def quality(
         raise click.BadParameter(f"{', '.join(unknown)}; modes: {', '.join(CONFIGS)}", param_hint="--mode")
     settings = load_settings()
     data = load_dataset(dataset, records, seed, work_dir)
-    embedder = Embedder.load(settings)
-    index_settings = cached_index("quality", [data.corpus], settings, work_dir, embedder)
-    searcher = Searcher.open(index_settings, embedder)
-    try:
-        figures = measure_quality(
-            data, searcher, modes or tuple(CONFIGS), seed, query_count, latency_queries, runs, sweep
-        )
-    finally:
-        searcher.close()
+
+    def measure(backend: str) -> tuple[Settings, dict[str, Any], Any]:
+        chosen = settings.replace(backend=backend)
+        embedder = Embedder.load(chosen)
+        index_settings = cached_index("quality", [data.corpus], chosen, work_dir, embedder)
+        searcher = Searcher.open(index_settings, embedder)
+        try:
+            figures = measure_quality(
+                data, searcher, modes or tuple(CONFIGS), seed, query_count, latency_queries, runs, sweep
+            )
+            return index_settings, figures, searcher.index.stored_vectors()[1]
+        finally:
+            searcher.close()
+
+    index_settings, figures, vectors = measure(settings.backend)
     record = base_record("quality", index_settings, seed)
     record.update(dataset=data.describe(), index=index_record(index_settings, str(data.corpus)), **figures)
+    record["backend"] = settings.backend
+    if gate_against is not None and gate_against != settings.backend:
+        from benchmarks.quality import backend_gate
+
+        _, reference, reference_vectors = measure(gate_against)
+        record["gate"] = {
+            "reference_backend": gate_against,
+            **backend_gate(figures, reference, vectors, reference_vectors),
+        }
     finish("quality", record, out, json_out, check, expected)
 
 
@@ -302,6 +324,9 @@ def latency(
         searcher.close()
     with serve_index(settings.index) as base:
         http = over_http(base, texts, levels, runs, max_requests, max_seconds)
+    # The same top concurrency with micro-batching off: what batching buys.
+    with serve_index(settings.index, {"SEMSEARCH_MICRO_BATCH": "false"}) as base:
+        unbatched = over_http(base, texts, [max(levels)], runs, max_requests, max_seconds)
     record = base_record("latency", settings, seed)
     record.update(
         index=index_record(settings, str(corpus) if index_dir is None else "(given index)"),
@@ -312,6 +337,7 @@ def latency(
         max_seconds=max_seconds,
         in_process=stages,
         http=http,
+        http_unbatched=unbatched,
     )
     finish("latency", record, out, json_out, check, expected)
 

@@ -98,10 +98,12 @@ def latency_markdown(record: Mapping[str, Any]) -> str:
     rows: list[list[Any]] = []
     for stage, f in record["in_process"].items():
         rows.append([f"in-process {stage}", f["p50_ms"], f["p95_ms"], f["p99_ms"], f["p50_ms_spread"], "", "", ""])
-    for level, f in record["http"].items():
+    http = [(level, f, "") for level, f in record["http"].items()]
+    http += [(level, f, ", micro-batching off") for level, f in record.get("http_unbatched", {}).items()]
+    for level, f, note in http:
         rows.append(
             [
-                f"HTTP GET /search, concurrency {level[1:]}",
+                f"HTTP GET /search, concurrency {level[1:]}{note}",
                 f["p50_ms"],
                 f["p95_ms"],
                 f["p99_ms"],
@@ -113,7 +115,8 @@ def latency_markdown(record: Mapping[str, Any]) -> str:
         )
     index = record["index"]
     return (
-        f"Index: {index['passages']} passages of {index['articles']} articles ({index['corpus']}); "
+        f"Index: {index['passages']} passages of {index['articles']} articles ({index['corpus']}), backend "
+        f"{index['model']['backend']}; "
         f"k=10; {record['query_count']} questions from {record['queries_from']}; each figure is the median "
         f"of {record['runs']} runs (spread = min and max of the runs' p50). HTTP: a real uvicorn on loopback, "
         f"at most {record['max_requests']} requests or {record['max_seconds']} s per run.\n\n"

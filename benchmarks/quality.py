@@ -184,6 +184,36 @@ def measure_quality(
     return record
 
 
+GATE_NDCG_POINTS = 0.5
+
+
+def backend_gate(
+    fast: Mapping[str, Any], reference: Mapping[str, Any], fast_vectors: npt.NDArray[np.float32],
+    reference_vectors: npt.NDArray[np.float32],
+) -> dict[str, Any]:  # fmt: skip
+    """The quality gate of a fast backend: per mode, nDCG@10 and R@10 against the reference backend on the same
+    queries (it holds when nDCG@10 is within 0.5 point), and the cosine between the two backends' passage vectors."""
+    cosines = np.sum(fast_vectors * reference_vectors, axis=1)
+    modes = {}
+    for name, figures in fast["modes"].items():
+        ref = reference["modes"][name]
+        delta = round(figures["ndcg@10"] - ref["ndcg@10"], 2)
+        modes[name] = {
+            "ndcg@10": figures["ndcg@10"],
+            "reference_ndcg@10": ref["ndcg@10"],
+            "delta_ndcg@10": delta,
+            "delta_recall@10": round(figures["recall@10"] - ref["recall@10"], 2),
+            "holds": int(abs(delta) <= GATE_NDCG_POINTS),
+        }
+    return {
+        "passages": len(cosines),
+        "cosine_mean": round(float(cosines.mean()), 5),
+        "cosine_min": round(float(cosines.min()), 5),
+        "modes": modes,
+        "holds": int(all(m["holds"] for m in modes.values())),
+    }
+
+
 def _describe(name: str, f: Mapping[str, Any], default_mode: str) -> str:
     options = f["options"]
     label = name
@@ -237,6 +267,21 @@ def quality_markdown(record: Mapping[str, Any]) -> str:
                         r["held_out_recall@10"],
                     ]
                     for r in sweep["rows"]
+                ],
+            )
+        )
+    gate = record.get("gate")
+    if gate:
+        text += (
+            f"\n\nQuality gate of the {record['backend']} backend against {gate['reference_backend']} on the same "
+            f"queries (holds when nDCG@10 is within {GATE_NDCG_POINTS} point): "
+            f"{'holds' if gate['holds'] else 'FAILS'}. Cosine between the two backends' vectors of the "
+            f"{gate['passages']:,} passages: mean {gate['cosine_mean']}, min {gate['cosine_min']}.\n\n"
+            + markdown_table(
+                ["mode", f"nDCG@10 {record['backend']}", f"nDCG@10 {gate['reference_backend']}", "Δ nDCG@10", "Δ R@10"],
+                [
+                    [name, g["ndcg@10"], g["reference_ndcg@10"], g["delta_ndcg@10"], g["delta_recall@10"]]
+                    for name, g in gate["modes"].items()
                 ],
             )
         )

@@ -23,7 +23,7 @@ from benchmarks.workspace import WORK_DIR
 from index.settings import BACKENDS, REPO_ROOT, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-BENCHMARKS = ("quality", "latency", "indexing", "ann")
+BENCHMARKS = ("quality", "quality-gate", "latency", "indexing", "ann", "load")
 NEWS = REPO_ROOT / "data" / "news"
 
 

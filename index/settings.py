@@ -41,7 +41,7 @@ class Settings:
         },
     )
     backend: str = field(
-        default="torch-fp32",
+        default="onnx-int8",
         metadata={
             "help": "How the model runs: torch-fp32 (sentence-transformers), onnx-fp32 or onnx-int8 (the same "
             "weights converted once to ONNX, cached in SEMSEARCH_MODEL_CACHE). Indexing records it; queries "

@@ -27,7 +27,14 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def embedder(base_settings: Settings) -> Embedder:
+    """The model on the default backend (int8 ONNX, converted once into the model cache)."""
     return Embedder.load(base_settings)
+
+
+@pytest.fixture(scope="session")
+def fp32_embedder(base_settings: Settings) -> Embedder:
+    """The model as sentence-transformers runs it in torch fp32: the reference for the fast backend."""
+    return Embedder.load(base_settings.replace(backend="torch-fp32"))
 
 
 @pytest.fixture(scope="session")

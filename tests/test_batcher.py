@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
+from index.builder import build_index
 from index.embedder import Embedder
 from index.errors import EmptyQueryError
 from index.settings import Settings
 from search.batcher import QueryBatcher
 from search.filters import Filters
 from search.live import LiveSearcher
-from tests.helpers import GV_RECORDS
+from tests.helpers import GV_RECORDS, jsonl, write_corpus
 
 QUESTIONS = ["press freedom", "elections and protests", "energy cooperation", "music festival", "water", "bloggers"]
 
 
-def test_concurrent_queries_are_batched_and_answered_as_alone(gv_settings: Settings, embedder: Embedder) -> None:
-    live = LiveSearcher(gv_settings, embedder)
+def test_concurrent_queries_are_batched_and_answered_as_alone(
+    gv_settings: Settings, fp32_embedder: Embedder, tmp_path: Path
+) -> None:
+    # fp32: int8 activations are quantised per batch, so a query's int8 vector depends on its batch-mates.
+    settings = gv_settings.replace(index=tmp_path / "index", backend="torch-fp32")
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(GV_RECORDS[:4])})
+    build_index([corpus], settings, embedder=fp32_embedder)
+    live = LiveSearcher(settings, fp32_embedder)
     live.refresh()
     with live.use() as searcher:
         alone = {q: [h.passage_id for h in searcher.search(q, k=3)] for q in QUESTIONS}

@@ -71,6 +71,25 @@ def test_quality_reports_every_metric_and_check_mode(tiny_beir: Path, tmp_path: 
     assert failed.exit_code == 1 and "FAIL modes.dense.ndcg@10" in failed.output
 
 
+def test_quality_gate_compares_a_fast_backend_with_fp32(tiny_beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = bench(
+        "quality", "--dataset", str(tiny_beir), "--mode", "dense", "--latency-queries", "3", "--runs", "1",
+        "--gate-against", "torch-fp32", "--out", str(out), "--work-dir", str(tmp_path / "work"),
+        env={"SEMSEARCH_BACKEND": "onnx-int8", "SEMSEARCH_MODEL_CACHE": str(tmp_path / "models")},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = outputs(out, "quality")
+    gate = record["gate"]
+    assert record["backend"] == "onnx-int8" and gate["reference_backend"] == "torch-fp32"
+    assert record["index"]["model"]["backend"] == "onnx-int8"
+    assert gate["passages"] == 30 and 0.97 < gate["cosine_mean"] <= 1.0 and gate["cosine_min"] <= gate["cosine_mean"]
+    dense = gate["modes"]["dense"]
+    assert dense["ndcg@10"] == record["modes"]["dense"]["ndcg@10"]
+    assert dense["delta_ndcg@10"] == round(dense["ndcg@10"] - dense["reference_ndcg@10"], 2)
+    assert "Quality gate of the onnx-int8 backend" in result.output
+
+
 def test_quality_refuses_an_unknown_mode_and_a_non_beir_folder(tmp_path: Path) -> None:
     unknown = bench("quality", "--mode", "telepathy", "--out", str(tmp_path))
     assert unknown.exit_code == 2 and "telepathy" in unknown.output

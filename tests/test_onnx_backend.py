@@ -30,7 +30,8 @@ def onnx_embedder(onnx_settings: Settings) -> Embedder:
     return Embedder.load(onnx_settings)
 
 
-def test_int8_embeddings_stay_close_to_fp32(onnx_embedder: Embedder, embedder: Embedder) -> None:
+def test_int8_embeddings_stay_close_to_fp32(onnx_embedder: Embedder, fp32_embedder: Embedder) -> None:
+    embedder = fp32_embedder
     assert isinstance(onnx_embedder, OnnxEmbedder) and onnx_embedder.info.backend == "onnx-int8"
     assert (onnx_embedder.dimension, onnx_embedder.max_tokens) == (embedder.dimension, embedder.max_tokens)
     fast, exact = onnx_embedder.embed_documents(PARAGRAPHS), embedder.embed_documents(PARAGRAPHS)

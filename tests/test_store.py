@@ -84,7 +84,7 @@ def test_saved_index_answers_like_brute_force(small_settings: Settings, embedder
 def test_manifest_records_model_and_counts(small_settings: Settings, embedder: Embedder) -> None:
     manifest = json.loads((current_generation(small_settings.index) / "manifest.json").read_text())
     assert manifest["model"]["fingerprint"] == embedder.info.fingerprint
-    assert manifest["model"]["backend"] == "torch-fp32"
+    assert manifest["model"]["backend"] == embedder.info.backend == "onnx-int8"  # the default backend
     assert manifest["dimension"] == 384 and manifest["metric"] == "inner_product"
     assert manifest["counts"] == {"articles": 3, "passages": 6}
     assert set(manifest["files"]) == set(DATA_FILES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -104,10 +105,18 @@ def test_a_corrupt_new_generation_leaves_the_old_one_serving(
 ) -> None:
     served = client.get("/stats").json()["generation"]
     hits = client.get("/search", params={"q": "journalism festival", "k": 3}).json()["hits"]
-    # A writer that the lock does not stop (another tool, a bad disk) leaves a damaged current generation.
-    write_articles(settings.replace(reload_seconds=0), [article_from_record(NEW, "x", "test")], embedder=embedder)
-    vectors = current_generation(settings.index) / "vectors.faiss"
-    vectors.write_bytes(vectors.read_bytes()[:64])
+    # A damaged generation becomes current (another tool, a bad disk): write it beside the index, truncate a
+    # file, then move it in and switch CURRENT, so the app never sees it whole.
+    shadow = settings.replace(index=settings.index.parent / "shadow")
+    shutil.copytree(settings.index, shadow.index)
+    write_articles(shadow, [article_from_record(NEW, "x", "test")], embedder=embedder)
+    damaged = current_generation(shadow.index)
+    (damaged / "vectors.faiss").write_bytes((damaged / "vectors.faiss").read_bytes()[:64])
+    shutil.move(damaged, settings.index / damaged.name)
+    pointer = settings.index / "CURRENT.test.tmp"
+    pointer.write_text(damaged.name + "\n")
+    os.replace(pointer, settings.index / "CURRENT")
+    vectors = settings.index / damaged.name / "vectors.faiss"
     deadline = time.monotonic() + 30
     while (stats := client.get("/stats").json())["reload_error"] is None:
         assert time.monotonic() < deadline

@@ -243,7 +243,14 @@ def _write(
     lexical = LexicalIndex.build(
         lexical_text(by_article[s.passage.article_id], s.passage, settings.lexical_title) for s in assignment.passages
     )
-    fresh_count = sum(len(v) for v in fresh.values())
+    changes = {
+        "added": len(plan.added),
+        "updated": len(plan.updated),
+        "removed": len(plan.removed),
+        "unchanged": len(plan.unchanged),
+        "embedded": len(texts),
+        "reused": sum(len(v) for v in fresh.values()) - len(texts),
+    }
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         model=dict(asdict(info)),
@@ -258,14 +265,7 @@ def _write(
         versions=library_versions(),
         vector_index=vector_info.to_dict(),
         next_passage_id=assignment.next_passage_id,
-        changes={
-            "added": len(plan.added),
-            "updated": len(plan.updated),
-            "removed": len(plan.removed),
-            "unchanged": len(plan.unchanged),
-            "embedded": len(texts),
-            "reused": fresh_count - len(texts),
-        },
+        changes=changes,
     )
     generation = write_generation(
         settings.index, plan.articles, assignment.passages, vectors, vector_index, lexical, manifest
@@ -275,12 +275,12 @@ def _write(
         generation=generation.name,
         articles=len(plan.articles),
         passages=len(assignment.passages),
-        added=len(plan.added),
-        updated=len(plan.updated),
-        removed=len(plan.removed),
-        unchanged=len(plan.unchanged),
-        embedded=len(texts),
-        reused=fresh_count - len(texts),
+        added=changes["added"],
+        updated=changes["updated"],
+        removed=changes["removed"],
+        unchanged=changes["unchanged"],
+        embedded=changes["embedded"],
+        reused=changes["reused"],
         vector_index=vector_info,
         seconds=time.perf_counter() - started,
         embed_seconds=embed_seconds,

@@ -47,7 +47,6 @@ LEXICAL_FILES = tuple(
     )
 )
 DATA_FILES = (VECTORS, METADATA, ARTICLE_VECTORS, PASSAGE_ARTICLES, *LEXICAL_FILES)
-KEEP_PREVIOUS = 1
 
 _SCHEMA = """
 CREATE TABLE articles (
@@ -162,7 +161,7 @@ def write_generation(
     _fsync(pointer_tmp)
     os.replace(pointer_tmp, root / CURRENT)
     _fsync(root)
-    _remove_stale(root, keep={generation.name, *([previous] if previous and KEEP_PREVIOUS else [])})
+    _remove_stale(root, keep={generation.name, previous or generation.name})
     return generation
 
 

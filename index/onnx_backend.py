@@ -66,7 +66,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on the legacy exporter and on shape checks
             torch.onnx.export(
-                _LastHiddenState(model, names),
+                _last_hidden_state(model, names),
                 tuple(example[n] for n in names),
                 str(fp32),
                 input_names=names,
@@ -94,21 +94,19 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class _LastHiddenState:
-    """A module wrapper whose one output is the token embeddings (built lazily to keep torch out of imports)."""
+def _last_hidden_state(model: Any, names: Sequence[str]) -> Any:
+    """A module around `model` whose one output is the token embeddings (torch is imported only to export)."""
+    import torch
 
-    def __new__(cls, model: Any, names: Sequence[str]) -> Any:
-        import torch
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, *inputs: Any) -> Any:
+            return self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
 
-            def forward(self, *inputs: Any) -> Any:
-                return self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
-
-        return Wrapper()
+    return LastHiddenState()
 
 
 class OnnxEncoder:

@@ -38,10 +38,10 @@ class QueryBatcher:
         self.wait = wait_ms / 1000
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="semsearch-batcher", daemon=True)
-        self._thread.start()
         self.batches = 0
         self.queries = 0
+        self._thread = threading.Thread(target=self._run, name="semsearch-batcher", daemon=True)
+        self._thread.start()
 
     def search(self, query: str, k: int, options: SearchOptions) -> list[Hit]:
         request = _Request(query, k, options)

@@ -136,12 +136,11 @@ class Searcher:
         """`search` for many queries: one encoding batch and one vector-index call for all of them."""
         check_k(k)
         options = options or self.defaults
-        texts = [clean_query(q) for q in queries]
-        if not texts:
-            return []
-        vectors = None if options.mode == "lexical" else self.encode(texts)
-        picks = self.retrieve(vectors, texts, k, options)
-        return [self._hits(found, text) for found, text in zip(picks, texts, strict=True)]
+        found = self.search_batch([(q, k, options) for q in queries])
+        failed = next((r for r in found if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+        return [r for r in found if not isinstance(r, Exception)]
 
     def search_batch(self, requests: Sequence[tuple[str, int, SearchOptions]]) -> list[list[Hit] | Exception]:
         """Many independent searches at once: one encoding call for every query that needs a vector, then one

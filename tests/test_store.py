@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -79,6 +81,27 @@ def test_saved_index_answers_like_brute_force(small_settings: Settings, embedder
         assert [(h.passage_id, h.score) for h in reopened.search("oil exports", k=3)] == first
     finally:
         reopened.close()
+
+
+def test_a_search_from_any_thread_runs_faiss_on_one_thread(small_settings: Settings, embedder: Embedder) -> None:
+    """OpenMP's thread count is per thread: a server's worker thread must not start FAISS at OMP_NUM_THREADS."""
+    faiss.omp_set_num_threads(4)  # what a worker thread would start with under OMP_NUM_THREADS=4
+    stored = open_index(small_settings.index)
+    seen: list[int] = []
+
+    def worker() -> None:
+        faiss.omp_set_num_threads(4)
+        stored.search(embedder.embed_query("gas pipeline"), 2)
+        seen.append(faiss.omp_get_max_threads())
+
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    finally:
+        stored.close()
+        faiss.omp_set_num_threads(1)
+    assert seen == [1]
 
 
 def test_manifest_records_model_and_counts(small_settings: Settings, embedder: Embedder) -> None:

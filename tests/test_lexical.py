@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.lexical import ANALYZER, LexicalIndex
+from index.lexical import ANALYZER, Analyzer, LexicalIndex
 from search.highlight import highlight_spans, query_terms
 
 DOCS = [
@@ -15,6 +15,14 @@ DOCS = [
     "Energies of the region: Central Asian gas and the pipeline to China.",
     "A recipe for plov, with no politics at all.",
 ]
+
+
+def test_remembered_stems_give_the_same_terms_and_the_memory_is_bounded() -> None:
+    small = Analyzer(cache_words=3)
+    for text in DOCS * 2:  # the second pass reads remembered stems
+        assert small.spans(text) == ANALYZER.spans(text)
+        assert small.terms(text) == ANALYZER.terms(text)
+    assert len(small._stems) == 3
 
 
 def test_analyzer_lowercases_stems_and_drops_stop_words() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import threading
@@ -13,8 +14,9 @@ from importlib import resources
 from typing import Annotated
 
 import anyio
+import pydantic_core
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from api.errors import (
     BodyLimitMiddleware,
@@ -36,7 +38,6 @@ from api.schemas import (
     ErrorOut,
     Fusion,
     HealthOut,
-    HitOut,
     Mode,
     PassageOut,
     SearchRequest,
@@ -52,7 +53,8 @@ from index.settings import Settings
 from search.batcher import QueryBatcher
 from search.filters import Filters
 from search.live import LiveSearcher, follow
-from search.searcher import MAX_K, Searcher
+from search.results import Hit
+from search.searcher import MAX_K, Searcher, SearchOptions
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, object]]:
@@ -77,6 +79,12 @@ def get_searcher(request: Request) -> Iterator[Searcher]:
         raise ServiceUnavailable(str(live.last_error or "The index is not loaded"))
     with live.use() as searcher:
         yield searcher
+
+
+def search_alone(live: LiveSearcher, query: str, k: int, options: SearchOptions) -> list[Hit]:
+    """A search without the micro-batcher, on the current generation (run in a worker thread)."""
+    with live.use() as searcher:
+        return searcher.search(query, k, options)
 
 
 def require_json(request: Request) -> None:
@@ -160,36 +168,39 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
-    def run_search(engine: Searcher, request: SearchRequest, batcher: QueryBatcher | None) -> SearchResponse:
+    defaults = SearchOptions.from_settings(settings)
+
+    async def run_search(http: Request, request: SearchRequest) -> Response:
+        """One search, awaited on the micro-batcher when it is on (no worker thread is held while it waits),
+        else run in a worker thread. The body is serialised once, straight from the result records."""
+        live: LiveSearcher = http.app.state.live
+        if not live.loaded:
+            raise ServiceUnavailable(str(live.last_error or "The index is not loaded"))
         started = time.perf_counter()
         filters = Filters.parse(request.date_from, request.date_to, request.source, request.article_id)
-        options = engine.defaults.replace(
+        options = defaults.replace(
             mode=request.mode,
             fusion=request.fusion,
             weight=request.weight,
             per_article=request.per_article,
             filters=filters,
         )
+        batcher: QueryBatcher | None = http.app.state.batcher
         if batcher is not None:
-            hits = batcher.search(request.query, request.k, options)
+            hits = await asyncio.wrap_future(batcher.submit(request.query, request.k, options))
         else:
-            hits = engine.search(request.query, request.k, options)
+            hits = await anyio.to_thread.run_sync(search_alone, live, request.query, request.k, options)
         took = (time.perf_counter() - started) * 1000
-        return SearchResponse(
-            query=request.query,
-            mode=options.mode,  # type: ignore[arg-type]
-            took_ms=round(took, 3),
-            hits=[HitOut(**asdict(h)) for h in hits],
-        )
+        body = {"query": request.query, "mode": options.mode, "took_ms": round(took, 3), "hits": hits}
+        return Response(pydantic_core.to_json(body), media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home() -> HTMLResponse:
         return HTMLResponse(page)
 
     @app.get("/search", response_model=SearchResponse, summary="Search with query parameters")
-    def search_get(
+    async def search_get(
         http: Request,
-        engine: SearcherDep,
         q: Annotated[str, Query(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)],
         k: Annotated[int, Query(ge=1, le=MAX_K, description=PARAM_HELP["k"])] = 10,
         mode: Annotated[Mode | None, Query(description=PARAM_HELP["mode"])] = None,
@@ -200,7 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
         date_to: Annotated[str | None, Query(pattern=DAY_PATTERN, description=PARAM_HELP["date_to"])] = None,
         source: Annotated[str | None, Query(max_length=200, description=PARAM_HELP["source"])] = None,
         article_id: Annotated[str | None, Query(max_length=1000, description=PARAM_HELP["article_id"])] = None,
-    ) -> SearchResponse:
+    ) -> Response:
         request = SearchRequest(
             query=q,
             k=k,
@@ -213,7 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
             source=source,
             article_id=article_id,
         )
-        return run_search(engine, request, http.app.state.batcher)
+        return await run_search(http, request)
 
     @app.post(
         "/search",
@@ -222,8 +233,8 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=JSON_BODY,
         responses=_responses(415),
     )
-    def search_post(http: Request, engine: SearcherDep, request: SearchRequest) -> SearchResponse:
-        return run_search(engine, request, http.app.state.batcher)
+    async def search_post(http: Request, request: SearchRequest) -> Response:
+        return await run_search(http, request)
 
     @app.get("/articles/{article_id:path}", response_model=ArticleOut, summary="An article and its passages")
     def get_article(engine: SearcherDep, article_id: str) -> ArticleOut:

@@ -43,10 +43,14 @@ class QueryBatcher:
         self._thread = threading.Thread(target=self._run, name="semsearch-batcher", daemon=True)
         self._thread.start()
 
-    def search(self, query: str, k: int, options: SearchOptions) -> list[Hit]:
+    def submit(self, query: str, k: int, options: SearchOptions) -> Future[list[Hit]]:
+        """Queue one search; the future holds its hits (or its error) once its batch is answered."""
         request = _Request(query, k, options)
         self._queue.put(request)
-        return request.done.result()
+        return request.done
+
+    def search(self, query: str, k: int, options: SearchOptions) -> list[Hit]:
+        return self.submit(query, k, options).result()
 
     def close(self) -> None:
         self._queue.put(None)

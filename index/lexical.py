@@ -63,11 +63,6 @@ class Analyzer:
         stem = self._stem
         return [term for term in map(stem, _WORD.findall(text)) if term]
 
-    def matches(self, text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
-        """(start, end) of every word of `text` whose term is one of `terms`."""
-        stem = self._stem
-        return [m.span() for m in _WORD.finditer(text) if stem(m.group()) in terms]
-
 
 ANALYZER = Analyzer()
 

@@ -61,3 +61,11 @@ def test_highlights_mark_stem_matches_but_not_stop_words() -> None:
     spans = highlight_spans(text, query_terms("energy in the Asia"))
     assert [text[s:e] for s, e in spans] == ["energies", "Asia", "energy"]
     assert highlight_spans(text, query_terms("the of and")) == []
+
+
+def test_highlights_of_a_remembered_passage_follow_each_query() -> None:
+    text = DOCS[2]
+    first = highlight_spans(text, query_terms("gas pipeline"))
+    again = highlight_spans(text, query_terms("Central Asian energies"))  # same text, analysed once
+    assert [text[s:e] for s, e in first] == ["gas", "pipeline"]
+    assert [text[s:e] for s, e in again] == ["Energies", "Central", "Asian"]

@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import shutil
+import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from secrets import token_hex
 from typing import Any
@@ -110,10 +112,14 @@ def _last_hidden_state(model: Any, names: Sequence[str]) -> Any:
 
 
 class OnnxEncoder:
-    """Token embeddings from onnxruntime, mean-pooled over the attention mask and L2-normalised."""
+    """Token embeddings from onnxruntime, mean-pooled over the attention mask and L2-normalised.
+
+    One text runs on a session with `threads` intra-op threads (the lowest latency for one query). A batch is
+    split by length into `threads` parts, each run at once on its own one-thread session: for short texts
+    that costs a quarter less CPU than one session splitting every operator across threads.
+    """
 
     def __init__(self, onnx_file: Path, model_path: str, max_seq_length: int, threads: int) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         # The folder's tokenizer.json may carry its own truncation and fixed padding: set both as the model uses them.
@@ -123,15 +129,33 @@ class OnnxEncoder:
         self.counter = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
         self.counter.no_truncation()
         self.counter.no_padding()
+        self.onnx_file = onnx_file
+        self.threads = max(1, threads)
+        self.session = self._session(self.threads)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.dimension = int(self.session.get_outputs()[0].shape[-1])
+        self._lanes: list[Any] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._lanes_lock = threading.Lock()
+
+    def _session(self, threads: int) -> Any:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name for i in self.session.get_inputs()}
-        self.dimension = int(self.session.get_outputs()[0].shape[-1])
+        return ort.InferenceSession(str(self.onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def _parallel(self) -> tuple[list[Any], ThreadPoolExecutor]:
+        """The one-thread sessions and the pool that runs them, made on the first batch."""
+        with self._lanes_lock:
+            if self._pool is None:
+                self._lanes = [self._session(1) for _ in range(self.threads)]
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="semsearch-encode")
+            return self._lanes, self._pool
 
     @staticmethod
     def _special(model_path: str) -> dict[str, Any]:
@@ -151,14 +175,32 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One batch: normalised embeddings, one row per text."""
+        if len(texts) < 2 or self.threads < 2:
+            return self._infer(self.session, self._tokenize(texts))
+        lanes, pool = self._parallel()
+        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+        size = -(-len(order) // len(lanes))
+        parts = [order[lo : lo + size] for lo in range(0, len(order), size)]
+        # Tokenised here, in one thread: the sessions run the parts at once (onnxruntime releases the GIL).
+        inputs = [self._tokenize([texts[n] for n in part]) for part in parts]
+        running = [pool.submit(self._infer, lane, feeds) for lane, feeds in zip(lanes[1:], inputs[1:], strict=False)]
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        out[parts[0]] = self._infer(lanes[0], inputs[0])
+        for part, result in zip(parts[1:], running, strict=True):
+            out[part] = result.result()
+        return out
+
+    def _tokenize(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
         encodings = self.tokenizer.encode_batch(list(texts))
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask}
+        feeds = {"input_ids": ids, "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64)}
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self.session.run(None, feeds)[0]
-        weights = mask[..., None].astype(np.float32)
+        return feeds
+
+    def _infer(self, session: Any, feeds: dict[str, npt.NDArray[np.int64]]) -> Vectors:
+        hidden = session.run(None, feeds)[0]
+        weights = feeds["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
         return np.ascontiguousarray(pooled, dtype=np.float32)

@@ -1,8 +1,9 @@
-"""Micro-batching: queries that arrive together are encoded in one model call and searched together.
+"""Micro-batching: queries that arrive together are encoded in one model call and ranked together.
 
-One worker thread takes every query waiting in the queue, and, when the last batch held more than one (the
-server is under concurrent load), waits up to `wait_ms` for more before it runs them. A lone query is never
-delayed. The worker owns the model, so requests do not fight over the two cores either.
+Two stages, one thread each, so the model and the ranking overlap: the encoder takes every query waiting in
+the queue (and, when its last batch held more than one, so the server is under concurrent load, waits up to
+`wait_ms` for more), checks and encodes them, and hands the batch on; the ranker ranks it and answers each
+request while the next batch is being encoded. A lone query is never delayed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from search.live import LiveSearcher
 from search.results import Hit
-from search.searcher import SearchOptions
+from search.searcher import EncodedBatch, Searcher, SearchOptions
 
 log = logging.getLogger("semsearch.batcher")
 
@@ -30,18 +32,35 @@ class _Request:
     done: Future[list[Hit]] = field(default_factory=Future)
 
 
+@dataclass
+class _Encoded:
+    """A batch between the stages: its requests, the generation it holds open, and its vectors."""
+
+    requests: list[_Request]
+    held: ExitStack
+    searcher: Searcher
+    batch: EncodedBatch
+
+
 class QueryBatcher:
-    """Answers `search` calls from many threads with one worker that batches what arrives together."""
+    """Answers `search` calls from many threads: one thread batches and encodes what arrives together, a
+    second ranks the batch before."""
 
     def __init__(self, live: LiveSearcher, wait_ms: float = 2.0, max_batch: int = 32) -> None:
         self.live = live
         self.wait = wait_ms / 1000
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # One batch waits for the ranker at most: meanwhile new queries gather into the next batch.
+        self._encoded: queue.Queue[_Encoded | None] = queue.Queue(maxsize=1)
         self.batches = 0
         self.queries = 0
-        self._thread = threading.Thread(target=self._run, name="semsearch-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._encode_loop, name="semsearch-batcher", daemon=True),
+            threading.Thread(target=self._rank_loop, name="semsearch-ranker", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, query: str, k: int, options: SearchOptions) -> Future[list[Hit]]:
         """Queue one search; the future holds its hits (or its error) once its batch is answered."""
@@ -54,7 +73,8 @@ class QueryBatcher:
 
     def close(self) -> None:
         self._queue.put(None)
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _collect(self, first: _Request, patient: bool) -> list[_Request]:
         """`first` and whatever else is queued; when `patient`, also what arrives within the wait."""
@@ -72,30 +92,47 @@ class QueryBatcher:
             batch.append(item)
         return batch
 
-    def _run(self) -> None:
+    def _encode_loop(self) -> None:
         last_size = 1
         while True:
             first = self._queue.get()
             if first is None:
+                self._encoded.put(None)  # the ranker stops after the batches before
                 return
-            batch = self._collect(first, patient=last_size > 1 and self.wait > 0)
-            last_size = len(batch)
-            self._answer(batch)
+            requests = self._collect(first, patient=last_size > 1 and self.wait > 0)
+            last_size = len(requests)
+            self.batches += 1
+            self.queries += len(requests)
+            held = ExitStack()
+            try:
+                searcher = held.enter_context(self.live.use())
+                batch = searcher.encode_batch([(r.query, r.k, r.options) for r in requests])
+            except BaseException as exc:
+                held.close()
+                _fail(requests, exc)
+                continue
+            self._encoded.put(_Encoded(requests, held, searcher, batch))
 
-    def _answer(self, batch: Sequence[_Request]) -> None:
-        self.batches += 1
-        self.queries += len(batch)
-        try:
-            with self.live.use() as searcher:
-                results = searcher.search_batch([(r.query, r.k, r.options) for r in batch])
-        except BaseException as exc:  # the searcher failed as a whole: every request hears why
-            for request in batch:
-                request.done.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for request, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                request.done.set_exception(result)
-            else:
-                request.done.set_result(result)
+    def _rank_loop(self) -> None:
+        while True:
+            item = self._encoded.get()
+            if item is None:
+                return
+            with item.held:  # the generation stays open until its hits are built
+                try:
+                    results = item.searcher.rank_batch(item.batch)
+                except BaseException as exc:
+                    _fail(item.requests, exc)
+                    continue
+            for request, result in zip(item.requests, results, strict=True):
+                if isinstance(result, Exception):
+                    request.done.set_exception(result)
+                else:
+                    request.done.set_result(result)
+
+
+def _fail(requests: Sequence[_Request], exc: BaseException) -> None:
+    """The searcher failed as a whole: every request of the batch hears why."""
+    log.debug("batch of %d failed: %s", len(requests), exc)
+    for request in requests:
+        request.done.set_exception(exc)

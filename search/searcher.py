@@ -92,6 +92,18 @@ class IndexStats:
     last_write: dict[str, int]
 
 
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Requests checked and encoded, ready to rank: `results` holds each invalid request's error, `rows` maps a
+    request to its row of `vectors`."""
+
+    requests: Sequence[tuple[str, int, SearchOptions]]
+    texts: list[str]
+    results: list[list[Hit] | Exception]
+    vectors: Vectors | None
+    rows: dict[int, int]
+
+
 class Searcher:
     """A loaded index and the model that built it, checked against each other at open."""
 
@@ -145,6 +157,10 @@ class Searcher:
     def search_batch(self, requests: Sequence[tuple[str, int, SearchOptions]]) -> list[list[Hit] | Exception]:
         """Many independent searches at once: one encoding call for every query that needs a vector, then one
         ranking call per group of equal (k, options). A request that is invalid gets its error, not the batch."""
+        return self.rank_batch(self.encode_batch(requests))
+
+    def encode_batch(self, requests: Sequence[tuple[str, int, SearchOptions]]) -> EncodedBatch:
+        """The first half of `search_batch`: check and clean every request, and encode those that need a vector."""
         out: list[list[Hit] | Exception] = []
         texts: list[str] = []
         for query, k, _ in requests:
@@ -155,19 +171,28 @@ class Searcher:
             except (EmptyQueryError, ValueError) as exc:
                 texts.append("")
                 out.append(exc)
-        valid = [n for n in range(len(requests)) if not isinstance(out[n], Exception)]
-        wanted = [n for n in valid if requests[n][2].mode != "lexical"]
+        wanted = [
+            n for n in range(len(requests)) if not isinstance(out[n], Exception) and requests[n][2].mode != "lexical"
+        ]
         vectors = self.encode([texts[n] for n in wanted]) if wanted else None
-        row = {n: r for r, n in enumerate(wanted)}
+        return EncodedBatch(requests, texts, out, vectors, {n: r for r, n in enumerate(wanted)})
+
+    def rank_batch(self, batch: EncodedBatch) -> list[list[Hit] | Exception]:
+        """The second half of `search_batch`: rank each group of equal (k, options) and build its hits."""
+        out = list(batch.results)
         groups: dict[tuple[int, SearchOptions], list[int]] = {}
-        for n in valid:
-            groups.setdefault((requests[n][1], requests[n][2]), []).append(n)
+        for n, (_, k, options) in enumerate(batch.requests):
+            if not isinstance(out[n], Exception):
+                groups.setdefault((k, options), []).append(n)
         for (k, options), members in groups.items():
-            group_vectors = None if vectors is None or options.mode == "lexical" else vectors[[row[n] for n in members]]
+            vectors = batch.vectors
+            group_vectors = (
+                None if vectors is None or options.mode == "lexical" else vectors[[batch.rows[n] for n in members]]
+            )
             try:
-                picks = self.retrieve(group_vectors, [texts[n] for n in members], k, options)
+                picks = self.retrieve(group_vectors, [batch.texts[n] for n in members], k, options)
                 for n, found in zip(members, picks, strict=True):
-                    out[n] = self._hits(found, texts[n])
+                    out[n] = self._hits(found, batch.texts[n])
             except Exception as exc:  # e.g. a bad filter: it fails its own group only
                 for n in members:
                     out[n] = exc

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from benchmarks.loadgen import run_load
 from benchmarks.report import markdown_table, new_figure, save_figure
 from benchmarks.timing import across_runs, latency_summary, time_calls
 from search.searcher import Searcher
@@ -33,49 +29,19 @@ def in_process(searcher: Searcher, texts: Sequence[str], runs: int, k: int = 10)
     }
 
 
-async def _load(
-    base: str, texts: Sequence[str], concurrency: int, max_requests: int, max_seconds: float, k: int
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-    counter = itertools.count()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        deadline = time.perf_counter() + max_seconds
-
-        async def worker() -> None:
-            while True:
-                n = next(counter)
-                if n >= max_requests or time.perf_counter() > deadline:
-                    return
-                started = time.perf_counter()
-                try:
-                    response = await client.get("/search", params={"q": texts[n % len(texts)], "k": k})
-                    outcome = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    outcome = type(exc).__name__
-                latencies.append((time.perf_counter() - started) * 1000)
-                if outcome != "ok":
-                    failures[outcome] = failures.get(outcome, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return {
-        "requests": len(latencies),
-        "errors": sum(failures.values()),
-        "error_kinds": failures,
-        "seconds": round(wall, 3),
-        "qps": round(len(latencies) / wall, 1),
-        **latency_summary(latencies),
-    }
-
-
 def http_load(
     base: str, texts: Sequence[str], concurrency: int, max_requests: int, max_seconds: float, k: int = 10
 ) -> dict[str, Any]:
     """`GET /search` from `concurrency` clients until `max_requests` are sent or `max_seconds` pass."""
-    return asyncio.run(_load(base, texts, concurrency, max_requests, max_seconds, k))
+    done = run_load(base, texts, concurrency, max_requests, max_seconds, k)
+    return {
+        "requests": len(done.latencies_ms),
+        "errors": sum(done.failures.values()),
+        "error_kinds": done.failures,
+        "seconds": round(done.seconds, 3),
+        "qps": round(len(done.latencies_ms) / done.seconds, 1),
+        **latency_summary(done.latencies_ms),
+    }
 
 
 def over_http(
@@ -118,7 +84,8 @@ def latency_markdown(record: Mapping[str, Any]) -> str:
         f"Index: {index['passages']} passages of {index['articles']} articles ({index['corpus']}), backend "
         f"{index['model']['backend']}; "
         f"k=10; {record['query_count']} questions from {record['queries_from']}; each figure is the median "
-        f"of {record['runs']} runs (spread = min and max of the runs' p50). HTTP: a real uvicorn on loopback, "
+        f"of {record['runs']} runs (spread = min and max of the runs' p50). HTTP: a real uvicorn on loopback, driven "
+        f"by `benchmarks/loadgen.py` (keep-alive HTTP/1.1 on uvloop, in this process, on the same cores), "
         f"at most {record['max_requests']} requests or {record['max_seconds']} s per run.\n\n"
         + markdown_table(headers, rows)
     )

@@ -12,6 +12,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from benchmarks.loadgen import run_load
+from benchmarks.server import free_port
+
 CK = "china-kazakhstan-cooperation.txt"
 # No 5xx, and status, content type and body as the schema documents them.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -41,3 +44,10 @@ def test_api_conforms_to_its_schema(live_server: str) -> None:
             case.call_and_validate(timeout=30, checks=CHECKS)
 
         check()
+
+
+def test_the_load_generator_counts_answers_and_failures(live_server: str) -> None:
+    done = run_load(live_server, ["energy cooperation", "   "], concurrency=2, max_requests=6, max_seconds=60, k=3)
+    assert len(done.latencies_ms) == 6 and done.failures == {"HTTP 422": 3}  # the blank question, every other time
+    closed = run_load(f"http://127.0.0.1:{free_port()}", ["energy"], concurrency=2, max_requests=4, max_seconds=60, k=3)
+    assert closed.failures == {"ConnectionRefusedError": 4}

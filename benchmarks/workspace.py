@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import index as index_package
 from index.builder import build_index
 from index.embedder import Embedder, model_info
 from index.generations import CURRENT
@@ -26,13 +27,22 @@ def corpus_digest(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def code_digest() -> str:
+    """sha256 of the `index` package's source: a change to how passages are split or embedded builds afresh."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(index_package.__file__).parent.glob("*.py")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
 def cached_index(
     name: str, paths: Sequence[Path], settings: Settings, work_dir: Path, embedder: Embedder | None = None
 ) -> Settings:
     """Settings pointing at an index of `paths`, built by `build_index` unless the same one exists.
 
-    The cache key covers the corpus bytes, the model's fingerprint and backend, the build settings and the
-    index format, so a changed corpus, model, setting or format builds a fresh index.
+    The cache key covers the corpus bytes, the model's fingerprint and backend, the build settings, the index
+    format and the indexing code, so a changed corpus, model, setting, format or encoder builds a fresh index.
     """
     info = embedder.info if embedder else model_info(settings)
     key = hashlib.sha256(
@@ -46,6 +56,7 @@ def cached_index(
                 str(settings.min_passage_chars),
                 str(settings.ann_threshold),
                 f"format {FORMAT_VERSION}",
+                code_digest(),
             ]
         ).encode()
     ).hexdigest()[:16]

@@ -146,6 +146,8 @@ def create_app(settings: Settings) -> FastAPI:
         with contextlib.suppress(SemsearchError):
             await anyio.to_thread.run_sync(live.refresh)
         app.state.batcher = QueryBatcher(live, settings.batch_wait_ms) if settings.micro_batch else None
+        if app.state.batcher is not None and live.loaded:
+            await anyio.to_thread.run_sync(app.state.batcher.warm)
         stop = threading.Event()
         if settings.reload_seconds > 0:
             threading.Thread(
@@ -191,6 +193,8 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             hits = await anyio.to_thread.run_sync(search_alone, live, request.query, request.k, options)
         took = (time.perf_counter() - started) * 1000
+        # The shape documented by `SearchResponse` (FastAPI does not check a returned Response; the schema
+        # conformance test in tests/test_server.py does).
         body = {"query": request.query, "mode": options.mode, "took_ms": round(took, 3), "hits": hits}
         return Response(pydantic_core.to_json(body), media_type="application/json")
 

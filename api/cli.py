@@ -34,8 +34,8 @@ def configure_threads(settings: Settings) -> None:
     """Fix thread pools before numpy, torch and FAISS start theirs: BLAS and OpenMP (FAISS) at one, torch and
     onnxruntime at `threads` (set where the model loads).
 
-    A search is one query at a time: too small to split across FAISS threads, and FAISS's idle OpenMP
-    threads spinning beside torch's slowed whole searches from 21 to 24.5 ms (p50, bundled corpus).
+    A search, even a batch of them, is too small to split across FAISS threads, and FAISS's idle OpenMP
+    threads spinning beside the model's slowed whole searches from 21 to 24.5 ms (p50, bundled corpus, torch).
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")

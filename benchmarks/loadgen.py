@@ -37,7 +37,9 @@ async def _response_status(reader: asyncio.StreamReader) -> int:
             length = int(value)
         elif name.strip().lower() == b"transfer-encoding":
             raise ValueError("chunked responses are not supported")
-    await reader.readexactly(length or 0)
+    if length is None:
+        raise ValueError("a response without Content-Length")  # its end cannot be found: the connection is dropped
+    await reader.readexactly(length)
     return status
 
 
@@ -57,7 +59,14 @@ async def _client(host: str, port: int, requests: Iterator[bytes], deadline: flo
                 writer.write(request)
                 status = await asyncio.wait_for(_response_status(reader), TIMEOUT_SECONDS)
                 outcome = "ok" if status == 200 else f"HTTP {status}"
-            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
+            except (
+                OSError,
+                ValueError,
+                IndexError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                TimeoutError,
+            ) as exc:
                 outcome = type(exc).__name__
                 if writer is not None:
                     writer.close()

@@ -26,23 +26,25 @@ LEXICAL_DIR = "lexical"
 class Analyzer:
     """Lower-cased words of two or more characters, stop words dropped, Snowball-stemmed.
 
-    Stems are remembered per surface word (up to `cache_words` words): highlighting analyses every hit's
-    text on every query, and a dictionary lookup is several times cheaper than lower-casing and stemming.
+    Stems are remembered per lower-cased word: highlighting analyses hit texts on every query, and a lookup
+    is several times cheaper than stemming. The memory is bounded: at `cache_words` words (about 160 bytes
+    each) it starts again from empty, so words sent in queries cannot grow it.
     """
 
-    def __init__(self, cache_words: int = 500_000) -> None:
+    def __init__(self, cache_words: int = 200_000) -> None:
         self._local = threading.local()  # a PyStemmer object is not safe to share between threads
         self._stems: dict[str, str] = {}
         self._cache_words = cache_words
 
     def _stem(self, word: str) -> str:
         """The term for one surface word; "" for a stop word."""
-        term = self._stems.get(word)
+        lowered = word.lower()
+        term = self._stems.get(lowered)
         if term is None:
-            lowered = word.lower()
             term = "" if lowered in STOPWORDS else self._stemmer().stemWord(lowered)  # type: ignore[attr-defined]
-            if len(self._stems) < self._cache_words:
-                self._stems[word] = term
+            if len(self._stems) >= self._cache_words:
+                self._stems.clear()
+            self._stems[lowered] = term
         return term
 
     def _stemmer(self) -> object:

@@ -62,6 +62,12 @@ class QueryBatcher:
         for thread in self._threads:
             thread.start()
 
+    def warm(self) -> None:
+        """Encode one small batch now, so that the first batch under load does not pay for setting up the
+        model's batch path (onnxruntime's one-thread sessions)."""
+        with self.live.use() as searcher:
+            searcher.encode(["warm-up", "a second warm-up query"])
+
     def submit(self, query: str, k: int, options: SearchOptions) -> Future[list[Hit]]:
         """Queue one search; the future holds its hits (or its error) once its batch is answered."""
         request = _Request(query, k, options)
@@ -90,7 +96,8 @@ class QueryBatcher:
                 self._queue.put(None)  # stop after this batch
                 break
             batch.append(item)
-        return batch
+        # A request whose caller gave up (its future was cancelled) is dropped; the rest can no longer be cancelled.
+        return [r for r in batch if r.done.set_running_or_notify_cancel()]
 
     def _encode_loop(self) -> None:
         last_size = 1
@@ -101,6 +108,8 @@ class QueryBatcher:
                 return
             requests = self._collect(first, patient=last_size > 1 and self.wait > 0)
             last_size = len(requests)
+            if not requests:
+                continue
             self.batches += 1
             self.queries += len(requests)
             held = ExitStack()
@@ -132,7 +141,10 @@ class QueryBatcher:
 
 
 def _fail(requests: Sequence[_Request], exc: BaseException) -> None:
-    """The searcher failed as a whole: every request of the batch hears why."""
+    """The searcher failed as a whole: every request of the batch hears why. Only an `Exception` is survived;
+    anything else (an interpreter exit) ends the thread after the requests are told."""
     log.debug("batch of %d failed: %s", len(requests), exc)
     for request in requests:
         request.done.set_exception(exc)
+    if not isinstance(exc, Exception):
+        raise exc

@@ -14,6 +14,7 @@ from index.settings import Settings
 from search.batcher import QueryBatcher
 from search.filters import Filters
 from search.live import LiveSearcher
+from search.searcher import SearchOptions
 from tests.helpers import GV_RECORDS, jsonl, write_corpus
 
 QUESTIONS = ["press freedom", "elections and protests", "energy cooperation", "music festival", "water", "bloggers"]
@@ -52,5 +53,25 @@ def test_concurrent_queries_are_batched_and_answered_as_alone(
     only = str(GV_RECORDS[2]["_id"])
     filtered = batcher.search("festival", 3, options.replace(filters=Filters(article_id=only)))
     assert {h.article_id for h in filtered} == {only}
+    batcher.close()
+    live.close()
+
+
+def test_a_caller_that_gives_up_does_not_stop_the_batcher(
+    gv_settings: Settings, fp32_embedder: Embedder, tmp_path: Path
+) -> None:
+    """A cancelled future (an HTTP client that went away) is skipped or answered into the void, never fatal."""
+    settings = gv_settings.replace(index=tmp_path / "index", backend="torch-fp32")
+    build_index([write_corpus(tmp_path / "c", {"a.jsonl": jsonl(GV_RECORDS[:4])})], settings, embedder=fp32_embedder)
+    live = LiveSearcher(settings, fp32_embedder)
+    live.refresh()
+    batcher = QueryBatcher(live, wait_ms=5)
+    options = SearchOptions.from_settings(settings)
+    cancelled = 0
+    for n in range(20):
+        pending = [batcher.submit(QUESTIONS[(n + m) % len(QUESTIONS)], 3, options) for m in range(3)]
+        cancelled += sum(future.cancel() for future in pending)
+        assert batcher.submit("water", 3, options).result(timeout=60)  # still answering
+    assert cancelled > 0  # some were cancelled before the batcher took them
     batcher.close()
     live.close()

@@ -22,7 +22,7 @@ def test_remembered_stems_give_the_same_terms_and_the_memory_is_bounded() -> Non
     for text in DOCS * 2:  # the second pass reads remembered stems
         assert small.spans(text) == ANALYZER.spans(text)
         assert small.terms(text) == ANALYZER.terms(text)
-    assert len(small._stems) == 3
+    assert 0 < len(small._stems) <= 3
 
 
 def test_analyzer_lowercases_stems_and_drops_stop_words() -> None:

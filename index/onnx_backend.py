@@ -28,12 +28,14 @@ from index.errors import ModelLoadError
 Vectors = npt.NDArray[np.float32]
 ONNX_BACKENDS = ("onnx-fp32", "onnx-int8")
 OPSET = 17
+# How the export is made; a new recipe converts into a new folder. 2: transformer operators fused before int8.
+EXPORT_REVISION = 2
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -> Path:
     """The ONNX file for this model and backend, exported into `cache` first if it is not there yet."""
-    folder = cache / f"{fingerprint[:16]}-{backend}"
+    folder = cache / f"{fingerprint[:16]}-{backend}-r{EXPORT_REVISION}"
     target = folder / "model.onnx"
     if target.is_file():
         return target
@@ -43,7 +45,16 @@ def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -
         if not target.is_file():
             _export(model_path, folder, quantize=backend == "onnx-int8")
             (folder / "source.json").write_text(
-                json.dumps({"model": model_path, "fingerprint": fingerprint, "backend": backend, "opset": OPSET})
+                json.dumps(
+                    {
+                        "model": model_path,
+                        "fingerprint": fingerprint,
+                        "backend": backend,
+                        "opset": OPSET,
+                        "revision": EXPORT_REVISION,
+                        "fused": (folder / "model.onnx").is_file() and _is_fused(folder / "model.onnx"),
+                    }
+                )
             )
     return target
 
@@ -78,15 +89,23 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        result = fp32
+        result = _fuse(fp32, staging / "model.fused.onnx", model.config)
         if quantize:
+            import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             # Per-channel int8 weights: per-tensor scales lose too much of this model (mean cosine 0.95).
-            result = staging / "model.int8.onnx"
+            source, result = result, staging / "model.int8.onnx"
             logging.disable(logging.WARNING)  # its advice to pre-process; that step fails on this graph
             try:
-                quantize_dynamic(str(fp32), str(result), weight_type=QuantType.QInt8, per_channel=True)
+                quantize_dynamic(
+                    str(source),
+                    str(result),
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    # The fused operators are not in ONNX's shape inference: their outputs are float.
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
             finally:
                 logging.disable(logging.NOTSET)
         os.replace(result, folder / "model.onnx")
@@ -94,6 +113,37 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
         raise ModelLoadError(f"Could not convert the model at {model_path} to ONNX: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fuse(source: Path, target: Path, config: Any) -> Path:
+    """onnxruntime's transformer fusions for a BERT model: attention, skip + layer norm, bias + GELU and the
+    embedding layer norm each become one operator (about 30% off one query's encoding on 2 cores). Any other
+    model, or a graph they do not match, stays as exported."""
+    if getattr(config, "model_type", None) != "bert":
+        return source
+    try:
+        from onnxruntime.transformers import optimizer
+
+        fused = optimizer.optimize_model(
+            str(source),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=1,
+        )
+        if not fused.get_fused_operator_statistics().get("Attention"):
+            return source
+        fused.save_model_to_file(str(target))
+    except Exception as exc:  # the fusions are an optimisation: the plain graph is still right
+        logging.getLogger(__name__).warning("transformer fusions skipped for %s: %s", source, exc)
+        return source
+    return target
+
+
+def _is_fused(onnx_file: Path) -> bool:
+    import onnx
+
+    return any(node.op_type in ("Attention", "QAttention") for node in onnx.load(str(onnx_file)).graph.node)
 
 
 def _last_hidden_state(model: Any, names: Sequence[str]) -> Any:

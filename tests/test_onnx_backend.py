@@ -12,7 +12,7 @@ import pytest
 
 from index.builder import build_index
 from index.embedder import Embedder, OnnxEmbedder, model_info, resolve_backend
-from index.onnx_backend import OnnxEncoder, cached_model
+from index.onnx_backend import EXPORT_REVISION, OnnxEncoder, cached_model
 from index.settings import Settings
 from index.store import open_index
 from search.searcher import Searcher
@@ -47,11 +47,13 @@ def test_int8_embeddings_stay_close_to_fp32(onnx_embedder: Embedder, fp32_embedd
 
 def test_the_conversion_is_cached_by_fingerprint(onnx_settings: Settings, onnx_embedder: Embedder) -> None:
     (folder,) = [p for p in onnx_settings.model_cache.iterdir() if p.is_dir()]
-    assert folder.name == f"{onnx_embedder.info.fingerprint[:16]}-onnx-int8"
+    assert folder.name == f"{onnx_embedder.info.fingerprint[:16]}-onnx-int8-r{EXPORT_REVISION}"
     made = (folder / "model.onnx").stat().st_mtime_ns
     Embedder.load(onnx_settings)
     assert (folder / "model.onnx").stat().st_mtime_ns == made
-    assert json.loads((folder / "source.json").read_text())["fingerprint"] == onnx_embedder.info.fingerprint
+    source = json.loads((folder / "source.json").read_text())
+    assert source["fingerprint"] == onnx_embedder.info.fingerprint
+    assert source["fused"] is True  # MiniLM is a BERT: its attention runs as one (quantised) operator
 
 
 def test_a_model_that_cannot_convert_falls_back_to_torch(

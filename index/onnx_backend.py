@@ -97,6 +97,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
             # Per-channel int8 weights: per-tensor scales lose too much of this model (mean cosine 0.95).
             source, result = result, staging / "model.int8.onnx"
             logging.disable(logging.WARNING)  # its advice to pre-process; that step fails on this graph
+            handlers = list(logging.root.handlers)  # one of its modules calls logging.basicConfig on import
             try:
                 quantize_dynamic(
                     str(source),
@@ -108,6 +109,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
                 )
             finally:
                 logging.disable(logging.NOTSET)
+                logging.root.handlers[:] = handlers
         os.replace(result, folder / "model.onnx")
     except Exception as exc:
         raise ModelLoadError(f"Could not convert the model at {model_path} to ONNX: {exc}") from exc

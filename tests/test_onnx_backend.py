@@ -4,6 +4,7 @@ a clean fallback to torch when a model cannot be converted."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -101,3 +102,11 @@ def test_a_batch_split_across_sessions_keeps_each_text_in_its_row(
     assert batch.shape == (len(texts), encoder.dimension)
     assert similarity.argmax(axis=1).tolist() == list(range(len(texts)))  # row n is text n
     assert similarity.diagonal().min() > 0.97  # int8 activations are scaled per part, so not bit-equal
+
+
+def test_the_conversion_leaves_the_logging_configuration_alone(base_settings: Settings, tmp_path: Path) -> None:
+    """onnxruntime's quantiser configures the root logger when imported; a server's logs must not change."""
+    before = list(logging.root.handlers)
+    info = model_info(base_settings.replace(backend="onnx-int8"))
+    cached_model(info.path, info.fingerprint, info.backend, tmp_path / "models")
+    assert logging.root.handlers == before

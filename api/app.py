@@ -74,11 +74,17 @@ def _responses(*codes: int) -> dict[int | str, dict[str, object]]:
 
 def get_searcher(request: Request) -> Iterator[Searcher]:
     """The current generation's searcher for the length of one request, or a 503 saying why there is none."""
+    live = loaded_index(request)
+    with live.use() as searcher:
+        yield searcher
+
+
+def loaded_index(request: Request) -> LiveSearcher:
+    """The app's live index, or a 503 saying why none is loaded."""
     live: LiveSearcher = request.app.state.live
     if not live.loaded:
         raise ServiceUnavailable(str(live.last_error or "The index is not loaded"))
-    with live.use() as searcher:
-        yield searcher
+    return live
 
 
 def search_alone(live: LiveSearcher, query: str, k: int, options: SearchOptions) -> list[Hit]:
@@ -175,9 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def run_search(http: Request, request: SearchRequest) -> Response:
         """One search, awaited on the micro-batcher when it is on (no worker thread is held while it waits),
         else run in a worker thread. The body is serialised once, straight from the result records."""
-        live: LiveSearcher = http.app.state.live
-        if not live.loaded:
-            raise ServiceUnavailable(str(live.last_error or "The index is not loaded"))
+        live = loaded_index(http)
         started = time.perf_counter()
         filters = Filters.parse(request.date_from, request.date_to, request.source, request.article_id)
         options = defaults.replace(

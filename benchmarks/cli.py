@@ -485,6 +485,12 @@ def ann(
     settings = load_settings()
     results = []
     dimension = 384
+
+    def measure(label: str, base: np.ndarray, questions: np.ndarray) -> dict[str, Any]:
+        return measure_size(
+            label, base, questions, runs, seed, hnsw_max, engine_max, settings.ann_threshold, settings.threads
+        )
+
     if "corpus" in parts:
         data = load_beir(dataset)
         embedder = Embedder.load(settings)
@@ -496,34 +502,10 @@ def ann(
         finally:
             stored.close()
         questions = embedder.embed_queries([t for _, t in sample_queries(data, 500, seed)])
-        results.append(
-            measure_size(
-                f"corpus ({data.name})",
-                base,
-                questions,
-                runs,
-                seed,
-                hnsw_max,
-                engine_max,
-                settings.ann_threshold,
-                settings.threads,
-            )
-        )
+        results.append(measure(f"corpus ({data.name})", base, questions))
     for count in map(int, counts):
         base, questions = synthetic_vectors(count, dimension, seed)
-        results.append(
-            measure_size(
-                size_label(count),
-                base,
-                questions,
-                runs,
-                seed,
-                hnsw_max,
-                engine_max,
-                settings.ann_threshold,
-                settings.threads,
-            )
-        )
+        results.append(measure(size_label(count), base, questions))
         del base
     record = base_record("ann", settings, seed)
     record.update(

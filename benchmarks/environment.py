@@ -67,9 +67,10 @@ def threads(settings: Settings) -> dict[str, Any]:
     record: dict[str, Any] = {"setting": settings.threads, "faiss_omp": faiss.omp_get_max_threads()}
     if "torch" in sys.modules:
         record["torch"] = sys.modules["torch"].get_num_threads()
-    if "onnxruntime" in sys.modules:  # the ONNX backend's session: intra-op threads as set, inter-op 1
+    if "onnxruntime" in sys.modules:  # one text: intra-op threads as set; a batch: that many one-thread sessions
         record["onnxruntime_intra_op"] = settings.threads
         record["onnxruntime_inter_op"] = 1
+        record["onnxruntime_batch_sessions"] = settings.threads
     record["backend"] = settings.backend
     record.update({name: os.environ.get(name) for name in _THREAD_VARIABLES})
     return record

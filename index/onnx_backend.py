@@ -43,7 +43,7 @@ def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -
     with (folder / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first export, then reuses it
         if not target.is_file():
-            _export(model_path, folder, quantize=backend == "onnx-int8")
+            fused = _export(model_path, folder, quantize=backend == "onnx-int8")
             (folder / "source.json").write_text(
                 json.dumps(
                     {
@@ -52,15 +52,16 @@ def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -
                         "backend": backend,
                         "opset": OPSET,
                         "revision": EXPORT_REVISION,
-                        "fused": (folder / "model.onnx").is_file() and _is_fused(folder / "model.onnx"),
+                        "fused": fused,
                     }
                 )
             )
     return target
 
 
-def _export(model_path: str, folder: Path, quantize: bool) -> None:
-    """Trace the transformer to ONNX (dynamic batch and sequence axes), then quantise its weights to int8."""
+def _export(model_path: str, folder: Path, quantize: bool) -> bool:
+    """Trace the transformer to ONNX (dynamic batch and sequence axes), fuse its operators where onnxruntime
+    can, then quantise its weights to int8; whether it was fused."""
     import torch
     import transformers
     from transformers import AutoModel, AutoTokenizer
@@ -90,6 +91,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
                 dynamo=False,
             )
         result = _fuse(fp32, staging / "model.fused.onnx", model.config)
+        fused = result != fp32
         if quantize:
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -111,6 +113,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> None:
                 logging.disable(logging.NOTSET)
                 logging.root.handlers[:] = handlers
         os.replace(result, folder / "model.onnx")
+        return fused
     except Exception as exc:
         raise ModelLoadError(f"Could not convert the model at {model_path} to ONNX: {exc}") from exc
     finally:
@@ -140,12 +143,6 @@ def _fuse(source: Path, target: Path, config: Any) -> Path:
         logging.getLogger(__name__).warning("transformer fusions skipped for %s: %s", source, exc)
         return source
     return target
-
-
-def _is_fused(onnx_file: Path) -> bool:
-    import onnx
-
-    return any(node.op_type in ("Attention", "QAttention") for node in onnx.load(str(onnx_file)).graph.node)
 
 
 def _last_hidden_state(model: Any, names: Sequence[str]) -> Any:
@@ -178,7 +175,8 @@ class OnnxEncoder:
         # The folder's tokenizer.json may carry its own truncation and fixed padding: set both as the model uses them.
         self.tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_seq_length)
-        self.tokenizer.enable_padding(pad_id=self._pad_id(model_path), pad_token=self._pad_token(model_path))
+        pad = self._pad_token(model_path)
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
         self.counter = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
         self.counter.no_truncation()
         self.counter.no_padding()
@@ -211,17 +209,10 @@ class OnnxEncoder:
             return self._lanes, self._pool
 
     @staticmethod
-    def _special(model_path: str) -> dict[str, Any]:
+    def _pad_token(model_path: str) -> str:
         path = Path(model_path) / "special_tokens_map.json"
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
-
-    def _pad_token(self, model_path: str) -> str:
-        pad = self._special(model_path).get("pad_token", "[PAD]")
+        pad = json.loads(path.read_text()).get("pad_token", "[PAD]") if path.is_file() else "[PAD]"
         return str(pad["content"] if isinstance(pad, dict) else pad)
-
-    def _pad_id(self, model_path: str) -> int:
-        found = self.tokenizer.token_to_id(self._pad_token(model_path))
-        return int(found) if found is not None else 0
 
     def count_tokens(self, text: str) -> int:
         return len(self.counter.encode(text, add_special_tokens=False).ids)

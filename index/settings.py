@@ -125,8 +125,8 @@ class Settings:
     micro_batch: bool = field(
         default=True,
         metadata={
-            "help": "Encode HTTP queries that arrive together in one model call (one worker; a lone query is "
-            "never delayed)."
+            "help": "Encode HTTP queries that arrive together in one model call, and rank one batch while the "
+            "next is encoded (a lone query is never delayed)."
         },
     )
     batch_wait_ms: float = field(

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from search.fusion import Candidates
+
 
 @dataclass
 class Pick:
@@ -21,7 +23,7 @@ class Pick:
 
 
 def diversify(
-    ranked: Sequence[tuple[float, int]],
+    ranked: Candidates,
     article_of: Callable[[int], str],
     vectors_of: Callable[[Sequence[int]], npt.NDArray[np.float32]],
     k: int,
@@ -44,11 +46,12 @@ def diversify(
     horizon = 2 * k if collapse else k
     step = max(2 * k, 32)
     seen: npt.NDArray[np.float32] | None = None  # vectors of ranked[:hi]
-    for lo in range(0, len(ranked), step):
-        hi = min(len(ranked), lo + step)
+    ids, scores = ranked.ids.tolist(), ranked.scores.tolist()
+    for lo in range(0, len(ids), step):
+        hi = min(len(ids), lo + step)
         folds: dict[int, npt.NDArray[np.intp]] = {}
         if collapse:
-            chunk = vectors_of([pid for _, pid in ranked[lo:hi]])
+            chunk = vectors_of(ids[lo:hi])
             seen = chunk if seen is None else np.vstack([seen, chunk])
             near = (chunk @ seen.T) >= duplicate_threshold
             near &= np.arange(hi)[None, :] < np.arange(lo, hi)[:, None]  # only earlier candidates
@@ -56,7 +59,7 @@ def diversify(
         for n in range(lo, hi):
             if len(picks) == k and n >= horizon:
                 return picks
-            score, pid = ranked[n]
+            score, pid = scores[n], ids[n]
             if n in folds:
                 owner = next((kept_at[int(j)] for j in folds[n] if int(j) in kept_at), None)
                 if owner is not None:

@@ -19,7 +19,7 @@ from index.settings import BACKENDS, FUSIONS, MODES, Settings
 from index.store import StoredIndex, open_index
 from search.diversify import Pick, diversify
 from search.filters import Filters
-from search.fusion import best_first, fuse
+from search.fusion import Candidates, best_first, fuse
 from search.highlight import highlight_spans, query_terms
 from search.results import ArticleView, Hit
 
@@ -216,7 +216,7 @@ class Searcher:
             if not allowed.any():
                 return [[] for _ in texts]
         depth = max(MIN_CANDIDATES, 2 * k)
-        dense: list[dict[int, float]] = []
+        dense: list[Candidates] = []
         if options.mode != "lexical":
             if vectors is None:
                 raise ValueError(f"mode {options.mode!r} needs query vectors")
@@ -242,8 +242,8 @@ class Searcher:
             )
         return results
 
-    def _dense(self, vectors: Vectors, depth: int, allowed: npt.NDArray[np.bool_] | None) -> list[dict[int, float]]:
-        """Per query, {passage id: score}: passage similarity blended with its article's.
+    def _dense(self, vectors: Vectors, depth: int, allowed: npt.NDArray[np.bool_] | None) -> list[Candidates]:
+        """Per query, the candidate passages: passage similarity blended with its article's.
 
         An article's vector is the mean of its passages, so a passage from an article that is about
         the question as a whole outranks an equally close passage from an article that is not.
@@ -258,12 +258,12 @@ class Searcher:
                 owners = self.index.passage_articles[passage_ids]
                 article_scores = self.index.article_vectors[owners] @ vector
                 passage_scores = (1 - weight) * passage_scores + weight * article_scores
-            found.append(dict(zip(passage_ids.tolist(), passage_scores.tolist(), strict=True)))
+            found.append(Candidates.of(passage_ids, passage_scores))
         return found
 
-    def _lexical(self, text: str, depth: int, allowed: npt.NDArray[np.bool_] | None) -> dict[int, float]:
+    def _lexical(self, text: str, depth: int, allowed: npt.NDArray[np.bool_] | None) -> Candidates:
         scores, ids = self.index.lexical_search(ANALYZER.terms(text), depth, allowed)
-        return dict(zip(ids.tolist(), scores.tolist(), strict=True))
+        return Candidates.of(ids, scores)
 
     def _hits(self, picks: list[Pick], query: str) -> list[Hit]:
         rows = self.index.passages([p.passage_id for p in picks])

@@ -8,13 +8,14 @@ import numpy as np
 import numpy.typing as npt
 
 from search.diversify import diversify
+from search.fusion import Candidates
 
 ARTICLE = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c", 6: "b"}
 BASE = np.eye(6, dtype=np.float32)
 VECTORS = {pid: BASE[pid - 1] for pid in ARTICLE}
 VECTORS[5] = BASE[3] * 0.999 + BASE[0] * 0.04  # passage 5 (article c) is nearly passage 4 (article b)
 VECTORS[5] /= np.linalg.norm(VECTORS[5])
-RANKED = [(0.9, 1), (0.8, 2), (0.7, 3), (0.6, 4), (0.5, 5), (0.4, 6)]
+RANKED = Candidates.of([1, 2, 3, 4, 5, 6], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 
 
 def vectors_of(ids: Sequence[int]) -> npt.NDArray[np.float32]:

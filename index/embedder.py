@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BACKEND = "torch-fp32"
-_ENCODE_CHUNK = 256
+# Texts sorted together by token count before they are cut into batches: 1,024 leaves about 1% of a batch
+# as padding on SQuAD passages, where sorting by characters left 19%.
+_WINDOW = 1024
 Vectors = npt.NDArray[np.float32]
 
 
@@ -86,6 +88,13 @@ def _fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Positions cut into batches of `batch_size`, longest first (ties in input order): each batch holds texts of
+    about the same length, so it pads little."""
+    order = sorted(range(len(lengths)), key=lambda n: -lengths[n])
+    return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+
+
 class Embedder:
     """A loaded sentence-transformers model, fixed to the CPU and to a thread count."""
 
@@ -126,31 +135,38 @@ class Embedder:
     def embed_documents(
         self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None
     ) -> Vectors:
-        """Normalised embeddings of `texts`, longest first for tight batches, in input order."""
+        """Normalised embeddings of `texts`, in input order. Batches are cut from texts of about the same number
+        of tokens, longest first, so little of a batch is padding."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for lo in range(0, len(order), _ENCODE_CHUNK):
-            chunk = order[lo : lo + _ENCODE_CHUNK]
-            out[chunk] = self._encode([texts[i] for i in chunk], batch_size)
-            if progress is not None:
-                progress(len(chunk))
+        for lo in range(0, len(texts), _WINDOW):
+            items, lengths = self._prepare(texts[lo : lo + _WINDOW])
+            for rows in batches_by_length(lengths, batch_size):
+                out[[lo + n for n in rows]] = self._encode_prepared([items[n] for n in rows])
+                if progress is not None:
+                    progress(len(rows))
         return out
 
     def embed_query(self, text: str) -> Vectors:
         """One normalised query embedding, shape (1, dimension)."""
-        return self._encode([text], 1)
+        return self._encode_prepared([text])
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 64) -> Vectors:
         """Normalised embeddings of many queries at once, in input order (one row each)."""
         return self.embed_documents(texts, batch_size)
 
-    def _encode(self, texts: list[str], batch_size: int) -> Vectors:
+    def _prepare(self, texts: Sequence[str]) -> tuple[list[Any], list[int]]:
+        """What `_encode_prepared` takes for each text (here the text), and its length in tokens."""
+        ids = self._model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return list(texts), [min(len(row), self.max_tokens) for row in ids]
+
+    def _encode_prepared(self, items: list[Any]) -> Vectors:
+        """One batch."""
         import torch
 
         with torch.inference_mode():
             vectors = self._model.encode(
-                texts,
-                batch_size=batch_size,
+                items,
+                batch_size=len(items),
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,
@@ -187,8 +203,13 @@ class OnnxEmbedder(Embedder):
     def count_tokens(self, text: str) -> int:
         return self._encoder.count_tokens(text)
 
-    def _encode(self, texts: list[str], batch_size: int) -> Vectors:
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for lo in range(0, len(texts), batch_size):
-            out[lo : lo + batch_size] = self._encoder.encode(texts[lo : lo + batch_size])
-        return out
+    def _prepare(self, texts: Sequence[str]) -> tuple[list[Any], list[int]]:
+        """The token ids of each text (tokenised once), and their lengths."""
+        ids = self._encoder.tokenize(texts)
+        return ids, [len(row) for row in ids]
+
+    def embed_query(self, text: str) -> Vectors:
+        return self._encoder.encode([text])
+
+    def _encode_prepared(self, items: list[Any]) -> Vectors:
+        return self._encoder.encode_ids(items)

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from index.errors import ModelLoadError
 
 Vectors = npt.NDArray[np.float32]
+TokenIds = npt.NDArray[np.int64]
 ONNX_BACKENDS = ("onnx-fp32", "onnx-int8")
 OPSET = 17
 # How the export is made; a new recipe converts into a new folder. 2: transformer operators fused before int8.
@@ -172,11 +173,12 @@ class OnnxEncoder:
     def __init__(self, onnx_file: Path, model_path: str, max_seq_length: int, threads: int) -> None:
         from tokenizers import Tokenizer
 
-        # The folder's tokenizer.json may carry its own truncation and fixed padding: set both as the model uses them.
+        # The folder's tokenizer.json may carry its own truncation and fixed padding: truncate as the model does,
+        # and pad here, per batch.
         self.tokenizer = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_seq_length)
-        pad = self._pad_token(model_path)
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
+        self.tokenizer.no_padding()
+        self.pad_id = self.tokenizer.token_to_id(self._pad_token(model_path)) or 0
         self.counter = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
         self.counter.no_truncation()
         self.counter.no_padding()
@@ -217,27 +219,42 @@ class OnnxEncoder:
     def count_tokens(self, text: str) -> int:
         return len(self.counter.encode(text, add_special_tokens=False).ids)
 
+    def tokenize(self, texts: Sequence[str]) -> list[TokenIds]:
+        """Each text's token ids, with the special tokens, truncated to the model's window."""
+        if len(texts) == 1:
+            return [np.asarray(self.tokenizer.encode(texts[0]).ids, dtype=np.int64)]
+        return [np.asarray(e.ids, dtype=np.int64) for e in self.tokenizer.encode_batch(list(texts))]
+
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One batch: normalised embeddings, one row per text."""
-        if len(texts) < 2 or self.threads < 2:
-            return self._infer(self.session, self._tokenize(texts))
+        return self.encode_ids(self.tokenize(texts))
+
+    def encode_ids(self, batch: Sequence[TokenIds]) -> Vectors:
+        """`encode` for texts already tokenised."""
+        if len(batch) < 2 or self.threads < 2:
+            return self._infer(self.session, self._feeds(batch))
         lanes, pool = self._parallel()
-        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+        order = sorted(range(len(batch)), key=lambda n: len(batch[n]))
         size = -(-len(order) // len(lanes))
         parts = [order[lo : lo + size] for lo in range(0, len(order), size)]
-        # Tokenised here, in one thread: the sessions run the parts at once (onnxruntime releases the GIL).
-        inputs = [self._tokenize([texts[n] for n in part]) for part in parts]
+        inputs = [self._feeds([batch[n] for n in part]) for part in parts]
+        # The sessions run the parts at once (onnxruntime releases the GIL).
         running = [pool.submit(self._infer, lane, feeds) for lane, feeds in zip(lanes[1:], inputs[1:], strict=False)]
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        out = np.empty((len(batch), self.dimension), dtype=np.float32)
         out[parts[0]] = self._infer(lanes[0], inputs[0])
         for part, result in zip(parts[1:], running, strict=True):
             out[part] = result.result()
         return out
 
-    def _tokenize(self, texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64)}
+    def _feeds(self, batch: Sequence[TokenIds]) -> dict[str, npt.NDArray[np.int64]]:
+        """The model's inputs for these rows: padded to the longest, with the mask saying which tokens are real."""
+        width = max(len(ids) for ids in batch)
+        ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, tokens in enumerate(batch):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         return feeds

@@ -121,7 +121,7 @@ class VectorIndexOut(BaseModel):
 class StatsOut(BaseModel):
     articles: int
     passages: int
-    model: dict[str, str]
+    model: dict[str, str | int | None] = Field(description="The model and backend that built the index.")
     index_type: str
     vector_index: VectorIndexOut
     built_at: str

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.errors import ModelLoadError
-from index.onnx_backend import ONNX_BACKENDS, OnnxEncoder, cached_model, check_exportable
+from index.onnx_backend import EXPORT_REVISION, ONNX_BACKENDS, OnnxEncoder, cached_model, check_exportable
 
 if TYPE_CHECKING:
     from index.settings import Settings
@@ -39,6 +39,8 @@ class ModelInfo:
     path: str
     fingerprint: str
     backend: str = BACKEND
+    # How an ONNX backend's model file was made (`EXPORT_REVISION`); None for torch.
+    export_revision: int | None = None
 
 
 def model_info(settings: Settings) -> ModelInfo:
@@ -56,7 +58,13 @@ def model_info(settings: Settings) -> ModelInfo:
             f"No sentence-transformers model at {path}: set SEMSEARCH_MODEL to a local model folder "
             "(one with modules.json), or leave it empty for the bundled all-MiniLM-L6-v2"
         )
-    return ModelInfo(name=name, path=str(path), fingerprint=_fingerprint(str(path)), backend=settings.backend)
+    return ModelInfo(
+        name=name,
+        path=str(path),
+        fingerprint=_fingerprint(str(path)),
+        backend=settings.backend,
+        export_revision=EXPORT_REVISION if settings.backend in ONNX_BACKENDS else None,
+    )
 
 
 def resolve_backend(settings: Settings, info: ModelInfo) -> tuple[ModelInfo, str | None]:
@@ -72,7 +80,7 @@ def resolve_backend(settings: Settings, info: ModelInfo) -> tuple[ModelInfo, str
         except (ModelLoadError, ImportError, OSError) as exc:
             problem = str(exc)
     reason = f"the {info.backend} backend is not available for {info.name}: {problem}; using torch-fp32"
-    return replace(info, backend=BACKEND), reason
+    return replace(info, backend=BACKEND, export_revision=None), reason
 
 
 @lru_cache(maxsize=8)

@@ -21,7 +21,7 @@ _VERSIONED = ("semsearch", "faiss-cpu", "numpy", "torch", "sentence-transformers
 @dataclass(frozen=True)
 class Manifest:
     format_version: int
-    model: dict[str, str]
+    model: dict[str, str | int | None]
     dimension: int
     max_tokens: int
     metric: str

@@ -83,7 +83,7 @@ class SearchOptions:
 class IndexStats:
     articles: int
     passages: int
-    model: dict[str, str]
+    model: dict[str, str | int | None]
     index_type: str
     vector_index: dict[str, Any]
     built_at: str

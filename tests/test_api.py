@@ -63,6 +63,7 @@ def test_health_and_stats(client: TestClient) -> None:
     stats = client.get("/stats").json()
     assert stats["articles"] == 408 and stats["passages"] > 3000
     assert stats["model"]["name"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    assert "export_revision" in stats["model"]  # which ONNX export recipe made the vectors (None for torch)
     assert stats["index_type"] and stats["built_at"] and stats["index_bytes"] > 0
 
 

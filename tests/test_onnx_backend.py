@@ -68,7 +68,8 @@ def test_a_model_that_cannot_convert_falls_back_to_torch(
     pooling.write_text(json.dumps({**config, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
     settings = onnx_settings.replace(model=str(other))
     info, reason = resolve_backend(settings, model_info(settings))
-    assert info.backend == "torch-fp32" and reason is not None and "mean of its tokens" in reason
+    assert info.backend == "torch-fp32" and info.export_revision is None
+    assert reason is not None and "mean of its tokens" in reason
 
 
 def test_the_index_records_its_backend_and_queries_use_it(
@@ -79,6 +80,7 @@ def test_the_index_records_its_backend_and_queries_use_it(
     build_index([corpus], settings)
     stored = open_index(settings.index)
     assert stored.manifest.model["backend"] == "onnx-int8"
+    assert stored.manifest.model["export_revision"] == EXPORT_REVISION  # which export recipe made the vectors
     stored.close()
     # Asked with the default backend, the searcher still encodes questions as the index was built.
     searcher = Searcher.open(settings.replace(backend="torch-fp32"))

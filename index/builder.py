@@ -174,7 +174,12 @@ def _previous(settings: Settings, info: ModelInfo, rebuild: bool) -> StoredIndex
             return None
         raise type(exc)(f"{exc} To replace it, run `semsearch index PATH --rebuild`.") from None
     built = previous.manifest
-    same_model = built.model.get("fingerprint") == info.fingerprint and built.model.get("backend") == info.backend
+    # Vectors from another export recipe would be mixed with new ones under the new one's label.
+    same_model = (built.model.get("fingerprint"), built.model.get("backend"), built.model.get("export_revision")) == (
+        info.fingerprint,
+        info.backend,
+        info.export_revision,
+    )
     same_settings = all(built.settings.get(name) == getattr(settings, name) for name in BUILD_SETTINGS)
     if same_model and (same_settings or rebuild):
         return previous
@@ -183,8 +188,9 @@ def _previous(settings: Settings, info: ModelInfo, rebuild: bool) -> StoredIndex
         return None
     raise IndexMismatchError(
         f"The index at {settings.index} was built with model {built.model.get('name')} "
-        f"({built.model.get('backend')}) and settings {built.settings}; the configured ones differ, so new "
-        "passages would not be comparable with the stored ones. Run `semsearch index PATH --rebuild`."
+        f"({built.model.get('backend')}, export revision {built.model.get('export_revision')}) and settings "
+        f"{built.settings}; the configured ones differ ({info.backend}, export revision {info.export_revision}), "
+        "so new passages would not be comparable with the stored ones. Run `semsearch index PATH --rebuild`."
     )
 
 

@@ -112,6 +112,16 @@ class Embedder:
         self.dimension = int(model.get_embedding_dimension())
         # The window counts [CLS] and [SEP]; passages get the rest.
         self.max_tokens = int(model.max_seq_length) - 2
+        # Tokens are counted on a copy of a fast tokenizer: transformers reconfigures the shared one (truncation,
+        # padding) on each call that asks differently, which races with an encode running in another thread.
+        backend = getattr(model.tokenizer, "backend_tokenizer", None)
+        self._counter: Any = None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_str(backend.to_str())
+            self._counter.no_truncation()
+            self._counter.no_padding()
 
     @classmethod
     def load(cls, settings: Settings, info: ModelInfo | None = None) -> Embedder:
@@ -138,7 +148,12 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of `text` without special tokens, by the model's own tokenizer."""
-        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._token_counts([text])[0]
+
+    def _token_counts(self, texts: Sequence[str]) -> list[int]:
+        if self._counter is not None:
+            return [len(e.ids) for e in self._counter.encode_batch_fast(list(texts), add_special_tokens=False)]
+        return [len(ids) for ids in self._model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def embed_documents(
         self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None
@@ -164,8 +179,7 @@ class Embedder:
 
     def _prepare(self, texts: Sequence[str]) -> tuple[list[Any], list[int]]:
         """What `_encode_prepared` takes for each text (here the text), and its length in tokens."""
-        ids = self._model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return list(texts), [min(len(row), self.max_tokens) for row in ids]
+        return list(texts), [min(count, self.max_tokens) for count in self._token_counts(texts)]
 
     def _encode_prepared(self, items: list[Any]) -> Vectors:
         """One batch."""

@@ -223,7 +223,7 @@ class OnnxEncoder:
         """Each text's token ids, with the special tokens, truncated to the model's window."""
         if len(texts) == 1:
             return [np.asarray(self.tokenizer.encode(texts[0]).ids, dtype=np.int64)]
-        return [np.asarray(e.ids, dtype=np.int64) for e in self.tokenizer.encode_batch(list(texts))]
+        return [np.asarray(e.ids, dtype=np.int64) for e in self.tokenizer.encode_batch_fast(list(texts))]
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One batch: normalised embeddings, one row per text."""

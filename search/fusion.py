@@ -18,9 +18,10 @@ from index.settings import FUSIONS
 RRF_K = 60
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Candidates:
-    """Passages and their scores from one ranking: parallel arrays, each passage id at most once."""
+    """Passages and their scores from one ranking: parallel arrays. Each passage id is there at most once (FAISS and
+    BM25 return each passage once); fusion adds up the scores of an id given twice."""
 
     ids: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float64]
@@ -41,9 +42,6 @@ class Candidates:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-NONE = Candidates.of([], [])
 
 
 def min_max(found: Candidates) -> Candidates:

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from index.onnx_backend import EXPORT_REVISION
 from index.settings import Settings
 from tests.helpers import HIT_FIELDS
 
@@ -63,7 +64,8 @@ def test_health_and_stats(client: TestClient) -> None:
     stats = client.get("/stats").json()
     assert stats["articles"] == 408 and stats["passages"] > 3000
     assert stats["model"]["name"].startswith("sentence-transformers/all-MiniLM-L6-v2")
-    assert "export_revision" in stats["model"]  # which ONNX export recipe made the vectors (None for torch)
+    assert stats["model"]["backend"] == "onnx-int8"
+    assert stats["model"]["export_revision"] == EXPORT_REVISION  # which export recipe made the vectors
     assert stats["index_type"] and stats["built_at"] and stats["index_bytes"] > 0
 
 

@@ -39,3 +39,20 @@ def test_each_row_is_its_own_texts_embedding(
     assert similarity.argmax(axis=1).tolist() == list(range(len(TEXTS)))
     assert similarity.diagonal().min() > 0.97
     assert sum(seen) == len(TEXTS) and max(seen) <= 3
+
+
+@pytest.mark.parametrize("which", ["embedder", "fp32_embedder"])
+def test_batches_are_ordered_by_tokens_not_characters(which: str, request: pytest.FixtureRequest) -> None:
+    embedder: Embedder = request.getfixturevalue(which)
+    _, lengths = embedder._prepare(TEXTS)
+    # Both count the word pieces the model sees; the ONNX backend's ids include [CLS] and [SEP].
+    extra = 2 if which == "embedder" else 0
+    assert lengths == [min(embedder.count_tokens(text), embedder.max_tokens) + extra for text in TEXTS]
+    assert lengths[1] > lengths[2]  # fewer characters, more word pieces: it goes first
+
+
+def test_a_long_text_is_cut_to_the_window_and_still_ends_the_sequence(embedder: Embedder) -> None:
+    encoder = embedder._encoder  # type: ignore[attr-defined]
+    ids = encoder.tokenize(["energy " * 600])[0]
+    assert len(ids) == embedder.max_tokens + 2
+    assert ids[0] == encoder.tokenizer.token_to_id("[CLS]") and ids[-1] == encoder.tokenizer.token_to_id("[SEP]")

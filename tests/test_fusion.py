@@ -75,3 +75,21 @@ scores = st.dictionaries(st.integers(0, 60), st.floats(-5, 50, allow_nan=False, 
 @given(scores, scores, st.sampled_from([0.0, 0.3, 0.5, 1.0]))
 def test_weighted_gives_exactly_the_plain_formula(dense: dict[int, float], lexical: dict[int, float], w: float) -> None:
     assert weighted(c(dense), c(lexical), w).as_dict() == plain_weighted(dense, lexical, w)
+
+
+def plain_rrf(dense: dict[int, float], lexical: dict[int, float], w: float, k: int = 60) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for scores, weight in ((dense, w), (lexical, 1 - w)):
+        for rank, pid in enumerate(sorted(scores, key=lambda p: (-scores[p], p)), start=1):
+            fused[pid] = fused.get(pid, 0.0) + 2 * weight / (k + rank)
+    return fused
+
+
+@given(scores, scores, st.sampled_from([0.0, 0.3, 0.5, 1.0]))
+def test_rrf_and_its_order_are_exactly_the_plain_formula(
+    dense: dict[int, float], lexical: dict[int, float], w: float
+) -> None:
+    expected = plain_rrf(dense, lexical, w)
+    fused = reciprocal_rank(c(dense), c(lexical), w)
+    assert fused.as_dict() == expected
+    assert best_first(fused).ids.tolist() == sorted(expected, key=lambda p: (-expected[p], p))

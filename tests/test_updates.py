@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from index.builder import build_index, delete_articles, write_articles
 from index.embedder import Embedder
 from index.errors import ArticleNotFoundError, IndexMismatchError, InvalidArticleError
 from index.generations import current_generation
+from index.manifest import MANIFEST
 from index.settings import Settings
 from index.store import open_index
 from search.filters import Filters
@@ -115,6 +117,27 @@ def test_other_settings_need_a_rebuild(settings: Settings, embedder: Embedder, t
         build_index([corpus], other, embedder=embedder)
     summary = build_index([corpus], other, embedder=embedder, rebuild=True)
     assert summary.articles == 1 and summary.added == 1
+
+
+def test_vectors_from_another_export_are_not_mixed_with_new_ones(
+    settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    """An index whose vectors came from another export recipe takes no incremental write, and a rebuild
+    re-embeds every passage instead of reusing them."""
+    manifest_file = settings.index / current_generation(settings.index) / MANIFEST
+    manifest = json.loads(manifest_file.read_text())
+    manifest["model"]["export_revision"] = 1
+    manifest_file.write_text(json.dumps(manifest))
+    corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[:5])})
+    with pytest.raises(IndexMismatchError, match="export revision 1"):
+        build_index([corpus], settings, embedder=embedder)
+    summary = build_index([corpus], settings, embedder=embedder, rebuild=True)
+    assert summary.reused == 0 and summary.embedded == summary.passages
+    index = open_index(settings.index)
+    try:
+        assert index.manifest.model["export_revision"] == embedder.info.export_revision
+    finally:
+        index.close()
 
 
 def test_index_type_follows_the_corpus_size(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:

@@ -220,9 +220,7 @@ class OnnxEncoder:
         return len(self.counter.encode(text, add_special_tokens=False).ids)
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenIds]:
-        """Each text's token ids, with the special tokens, truncated to the model's window."""
-        if len(texts) == 1:
-            return [np.asarray(self.tokenizer.encode(texts[0]).ids, dtype=np.int64)]
+        """Each text's token ids, with the special tokens, truncated to the model's window (no offsets: unused)."""
         return [np.asarray(e.ids, dtype=np.int64) for e in self.tokenizer.encode_batch_fast(list(texts))]
 
     def encode(self, texts: Sequence[str]) -> Vectors:

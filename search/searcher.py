@@ -184,8 +184,8 @@ class Searcher:
         for n, (_, k, options) in enumerate(batch.requests):
             if not isinstance(out[n], Exception):
                 groups.setdefault((k, options), []).append(n)
+        vectors = batch.vectors
         for (k, options), members in groups.items():
-            vectors = batch.vectors
             group_vectors = (
                 None if vectors is None or options.mode == "lexical" else vectors[[batch.rows[n] for n in members]]
             )

@@ -24,14 +24,17 @@ import numpy as np
 import numpy.typing as npt
 
 from index.errors import ModelLoadError
+from index.onnx_graph import unfuse_skip_layer_norms
 
 Vectors = npt.NDArray[np.float32]
 TokenIds = npt.NDArray[np.int64]
 ONNX_BACKENDS = ("onnx-fp32", "onnx-int8")
 OPSET = 17
 # How the export is made; a new recipe converts into a new folder. 2: transformer operators fused before int8.
-EXPORT_REVISION = 2
+# 3: the fused skip + layer norms spelled out again in plain operators (`index.onnx_graph`).
+EXPORT_REVISION = 3
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_SLOW_FUSIONS = ["LayerNormFusion", "SimplifiedLayerNormFusion", "SkipLayerNormFusion"]
 
 
 def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -> Path:
@@ -44,7 +47,7 @@ def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -
     with (folder / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first export, then reuses it
         if not target.is_file():
-            fused = _export(model_path, folder, quantize=backend == "onnx-int8")
+            fused, unfused_norms = _export(model_path, folder, quantize=backend == "onnx-int8")
             (folder / "source.json").write_text(
                 json.dumps(
                     {
@@ -54,15 +57,17 @@ def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -
                         "opset": OPSET,
                         "revision": EXPORT_REVISION,
                         "fused": fused,
+                        "unfused_layer_norms": unfused_norms,
                     }
                 )
             )
     return target
 
 
-def _export(model_path: str, folder: Path, quantize: bool) -> bool:
+def _export(model_path: str, folder: Path, quantize: bool) -> tuple[bool, int]:
     """Trace the transformer to ONNX (dynamic batch and sequence axes), fuse its operators where onnxruntime
-    can, then quantise its weights to int8; whether it was fused."""
+    can, quantise its weights to int8, then spell the fused layer norms out again (their kernel is slow); whether
+    it was fused, and how many layer norms were spelled out."""
     import torch
     import transformers
     from transformers import AutoModel, AutoTokenizer
@@ -113,8 +118,10 @@ def _export(model_path: str, folder: Path, quantize: bool) -> bool:
             finally:
                 logging.disable(logging.NOTSET)
                 logging.root.handlers[:] = handlers
+        source, result = result, staging / "model.final.onnx"
+        unfused_norms = unfuse_skip_layer_norms(source, result)
         os.replace(result, folder / "model.onnx")
-        return fused
+        return fused, unfused_norms
     except Exception as exc:
         raise ModelLoadError(f"Could not convert the model at {model_path} to ONNX: {exc}") from exc
     finally:
@@ -200,7 +207,13 @@ class OnnxEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        return ort.InferenceSession(str(self.onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(self.onnx_file),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+            # The export spelled the layer norms out because their fused kernels are slow here: keep them so.
+            disabled_optimizers=_SLOW_FUSIONS,
+        )
 
     def _parallel(self) -> tuple[list[Any], ThreadPoolExecutor]:
         """The one-thread sessions and the pool that runs them, made on the first batch."""

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from index.builder import build_index
@@ -56,6 +57,10 @@ def test_the_conversion_is_cached_by_fingerprint(onnx_settings: Settings, onnx_e
     source = json.loads((folder / "source.json").read_text())
     assert source["fingerprint"] == onnx_embedder.info.fingerprint
     assert source["fused"] is True  # MiniLM is a BERT: its attention runs as one (quantised) operator
+    # ... and its 6 layers' 12 skip + layer norms are spelled out again in plain operators
+    assert source["unfused_layer_norms"] == 12
+    operators = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert "QAttention" in operators and "SkipLayerNormalization" not in operators
 
 
 def test_a_model_that_cannot_convert_falls_back_to_torch(

@@ -19,7 +19,11 @@ def _skip_layer_norm_model(
     path: Path, opset: int, bias: bool = True, beta: bool = True, outputs: tuple[str, ...] = ("y",)
 ) -> Path:
     rng = np.random.default_rng(7)
-    weights = {"gamma": rng.normal(1, 0.2, HIDDEN), "beta": rng.normal(0, 0.2, HIDDEN), "bias": rng.normal(0, 1, HIDDEN)}
+    weights = {
+        "gamma": rng.normal(1, 0.2, HIDDEN),
+        "beta": rng.normal(0, 0.2, HIDDEN),
+        "bias": rng.normal(0, 1, HIDDEN),
+    }
     inputs = ["x", "skip", "gamma", "beta" if beta else "", "bias" if bias else ""]
     node_outputs = ["y", "mean" if "mean" in outputs else "", "", "sum" if "sum" in outputs else ""]
     node = helper.make_node(
@@ -35,7 +39,10 @@ def _skip_layer_norm_model(
         [node],
         "g",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x", "skip")],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [*shape[:2], 1 if n == "mean" else HIDDEN]) for n in outputs],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, [*shape[:2], 1 if n == "mean" else HIDDEN])
+            for n in outputs
+        ],
         [numpy_helper.from_array(w.astype(np.float32), n) for n, w in weights.items()],
     )
     model = helper.make_model(

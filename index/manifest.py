@@ -15,7 +15,17 @@ from index.errors import CorruptIndexError, IndexMismatchError
 
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
-_VERSIONED = ("semsearch", "faiss-cpu", "numpy", "torch", "sentence-transformers", "transformers", "bm25s")
+_VERSIONED = (
+    "semsearch",
+    "faiss-cpu",
+    "numpy",
+    "torch",
+    "sentence-transformers",
+    "transformers",
+    "tokenizers",
+    "onnxruntime",
+    "bm25s",
+)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 
 from index.builder import build_index
 from index.embedder import Embedder, OnnxEmbedder, model_info, resolve_backend
-from index.onnx_backend import EXPORT_REVISION, OnnxEncoder, cached_model
+from index.onnx_backend import EXPORT_REVISION, OnnxEncoder, _unfuse_norms, cached_model
 from index.settings import Settings
 from index.store import open_index
 from search.searcher import Searcher
@@ -124,3 +124,12 @@ def test_the_conversion_leaves_the_logging_configuration_alone(tmp_path: Path) -
     )
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0", done.stderr
+
+
+def test_a_graph_the_rewrite_cannot_read_is_kept_as_it_is(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Spelling the layer norms out is an optimisation: when it fails, the export keeps the fused graph."""
+    source = tmp_path / "model.onnx"
+    source.write_bytes(b"not an onnx graph")
+    assert _unfuse_norms(source, tmp_path / "rewritten.onnx") == (source, 0)
+    assert not (tmp_path / "rewritten.onnx").exists()
+    assert "layer norms left fused" in caplog.text

@@ -103,6 +103,16 @@ def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]
     return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
 
 
+def _counting_copy(tokenizer: Any) -> Any:
+    """A copy of a fast tokenizer that counts whole texts: no truncation, no padding."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(tokenizer.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
+
+
 class Embedder:
     """A loaded sentence-transformers model, fixed to the CPU and to a thread count."""
 
@@ -115,13 +125,7 @@ class Embedder:
         # Tokens are counted on a copy of a fast tokenizer: transformers reconfigures the shared one (truncation,
         # padding) on each call that asks differently, which races with an encode running in another thread.
         backend = getattr(model.tokenizer, "backend_tokenizer", None)
-        self._counter: Any = None
-        if backend is not None:
-            from tokenizers import Tokenizer
-
-            self._counter = Tokenizer.from_str(backend.to_str())
-            self._counter.no_truncation()
-            self._counter.no_padding()
+        self._counter: Any = None if backend is None else _counting_copy(backend)
 
     @classmethod
     def load(cls, settings: Settings, info: ModelInfo | None = None) -> Embedder:
@@ -204,6 +208,7 @@ class OnnxEmbedder(Embedder):
         self._encoder = encoder
         self.dimension = encoder.dimension
         self.max_tokens = max_seq_length - 2
+        self._counter = _counting_copy(encoder.tokenizer)
 
     @classmethod
     def load(cls, settings: Settings, info: ModelInfo | None = None) -> OnnxEmbedder:
@@ -221,9 +226,6 @@ class OnnxEmbedder(Embedder):
                 f"Could not load {onnx_file}: {exc}. Delete that folder to convert the model again."
             ) from exc
         return cls(info, encoder, max_seq_length)
-
-    def count_tokens(self, text: str) -> int:
-        return self._encoder.count_tokens(text)
 
     def _prepare(self, texts: Sequence[str]) -> tuple[list[Any], list[int]]:
         """The token ids of each text (tokenised once), and their lengths."""

@@ -195,9 +195,6 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(max_length=max_seq_length)
         self.tokenizer.no_padding()
         self.pad_id = self.tokenizer.token_to_id(self._pad_token(model_path)) or 0
-        self.counter = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
-        self.counter.no_truncation()
-        self.counter.no_padding()
         self.onnx_file = onnx_file
         self.threads = max(1, threads)
         self.session = self._session(self.threads)
@@ -231,9 +228,6 @@ class OnnxEncoder:
         path = Path(model_path) / "special_tokens_map.json"
         pad = json.loads(path.read_text()).get("pad_token", "[PAD]") if path.is_file() else "[PAD]"
         return str(pad["content"] if isinstance(pad, dict) else pad)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.counter.encode(text, add_special_tokens=False).ids)
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenIds]:
         """Each text's token ids, with the special tokens, truncated to the model's window (no offsets: unused)."""

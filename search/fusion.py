@@ -7,7 +7,6 @@ and in the same order as the plain formulas, so scores do not depend on the repr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,13 +31,6 @@ class Candidates:
         if len(found.ids) != len(found.scores):
             raise ValueError(f"{len(found.ids)} passage ids but {len(found.scores)} scores")
         return found
-
-    @classmethod
-    def from_mapping(cls, scores: Mapping[int, float]) -> Candidates:
-        return cls.of(list(scores.keys()), list(scores.values()))
-
-    def as_dict(self) -> dict[int, float]:
-        return dict(zip(self.ids.tolist(), self.scores.tolist(), strict=True))
 
     def __len__(self) -> int:
         return len(self.ids)

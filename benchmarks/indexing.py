@@ -1,7 +1,8 @@
 """Indexing throughput and footprint: a full build next to plain `SentenceTransformer.encode`, same passages.
 
 Each measured step runs in a fresh child process (`python -m benchmarks.indexing CHILD ...`), so its peak
-RSS is its own (read with `os.wait4`) and no step warms another's caches. Runs alternate baseline and build.
+RSS is its own (read with `os.wait4`) and no step warms another's caches. Runs alternate baseline and build;
+a last step times the model's matrix products alone in int8 and fp32 (`benchmarks.kernels`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
             file=sys.stderr,
         )
     footprint = run_child(["load", str(index_dir)])
+    products = run_child(["products"])
     shutil.rmtree(index_dir, ignore_errors=True)
     texts_file.unlink(missing_ok=True)
 
@@ -106,6 +108,7 @@ def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
         "memory_bytes_per_passage": round(footprint["memory_bytes"] / passages, 1),
         "disk_bytes": footprint["disk_bytes"],
         "memory_bytes": footprint["memory_bytes"],
+        "products": {k: v for k, v in products.items() if k not in ("process_seconds", "peak_rss_bytes")},
     }
 
 
@@ -134,6 +137,17 @@ def indexing_markdown(record: Mapping[str, Any]) -> str:
         + f"\n\nRatio to plain encode: embedding {record['ratio_embed_vs_baseline']:.2f}×, whole build "
         f"{record['ratio_build_vs_baseline']:.2f}×. Index size: {record['disk_bytes_per_passage']:.0f} bytes per "
         f"passage on disk, {record['memory_bytes_per_passage']:.0f} bytes per passage in memory once loaded.\n"
+        + _products_line(record.get("products"))
+    )
+
+
+def _products_line(products: Mapping[str, Any] | None) -> str:
+    if not products:
+        return ""
+    return (
+        f"\nMatrix products alone ({products['what']}, {products['rows']} rows): int8 {products['int8_gmacs']} "
+        f"GMAC/s, fp32 {products['fp32_gmacs']} GMAC/s: {products['ratio_int8_vs_fp32']:.2f}×, about the most int8 "
+        "can gain on this CPU for the part of encoding that is matrix products.\n"
     )
 
 
@@ -218,6 +232,12 @@ def _child_load(index_dir: Path) -> dict[str, Any]:
     return {"disk_bytes": disk, "memory_bytes": after - before}
 
 
+def _child_products() -> dict[str, Any]:
+    from benchmarks.kernels import measure_products
+
+    return measure_products()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One child step of `semsearch bench indexing`.")
     sub = parser.add_subparsers(dest="step", required=True)
@@ -227,13 +247,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     build.add_argument("texts", type=Path)
     sub.add_parser("encode").add_argument("texts", type=Path)
     sub.add_parser("load").add_argument("index", type=Path)
+    sub.add_parser("products")
     args = parser.parse_args(argv)
     if args.step == "build":
         result = _child_build(args.corpus, args.index, args.texts)
     elif args.step == "encode":
         result = _child_encode(args.texts)
-    else:
+    elif args.step == "load":
         result = _child_load(args.index)
+    else:
+        result = _child_products()
     print(json.dumps(result))
 
 

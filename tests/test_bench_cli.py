@@ -151,6 +151,10 @@ def test_indexing_compares_the_build_with_plain_encode(tiny_beir: Path, tmp_path
     assert record["ratio_embed_vs_baseline"] > 0
     assert record["build"]["peak_rss_bytes"] > 50 * 2**20  # a process that loaded torch and the model
     assert record["disk_bytes_per_passage"] > 384 * 4 and record["memory_bytes_per_passage"] > 0
+    products = record["products"]
+    assert products["int8_gmacs"] > 0 and products["fp32_gmacs"] > 0
+    assert products["ratio_int8_vs_fp32"] == pytest.approx(products["int8_gmacs"] / products["fp32_gmacs"], rel=0.01)
+    assert "Matrix products alone" in (out / "indexing.md").read_text()
     assert not (tmp_path / "work" / "indexing-run").exists()
 
 

@@ -100,7 +100,7 @@ class Settings:
     batch_size: int = field(default=32, metadata={"help": "Passages encoded per model call while indexing."})
     threads: int = field(
         default_factory=_default_threads,
-        metadata={"help": "Threads for torch (numpy's BLAS and FAISS searches use one)."},
+        metadata={"help": "Threads for the model (torch, onnxruntime); numpy's BLAS and FAISS searches use one."},
     )
     ann_threshold: int = field(
         default=20_000,

@@ -12,13 +12,14 @@ feed-forward halves, all on random rows.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from benchmarks.timing import time_calls
 
 Matrix = npt.NDArray[np.float32]
 HIDDEN, INNER = 384, 1536
@@ -92,12 +93,7 @@ def fp32_products(weights: Sequence[Matrix]) -> Callable[[Matrix, Matrix], list[
 def _median_seconds(call: Callable[[], object], repeats: int) -> float:
     """The median wall time of `repeats` calls, after one warm-up call (weight packing, allocations)."""
     call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(time_calls(lambda _: call(), range(repeats))) / 1000
 
 
 def measure_products(threads: int, rows: int = ROWS, repeats: int = 9, seed: int = 0) -> dict[str, Any]:

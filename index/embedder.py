@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -165,13 +165,33 @@ class Embedder:
         """Normalised embeddings of `texts`, in input order. Batches are cut from texts of about the same number
         of tokens, longest first, so little of a batch is padding."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+
+        def keep(rows: list[int], vectors: Vectors) -> None:
+            out[rows] = vectors
+            if progress is not None:
+                progress(len(rows))
+
+        self._encode_batches(self._batches(texts, self._batch_rows(batch_size, len(texts))), keep)
+        return out
+
+    def _batches(self, texts: Sequence[str], size: int) -> Iterator[tuple[list[int], list[Any]]]:
+        """(positions in `texts`, prepared items) per batch; each window is tokenised when its first batch is
+        asked for."""
         for lo in range(0, len(texts), _WINDOW):
             items, lengths = self._prepare(texts[lo : lo + _WINDOW])
-            for rows in batches_by_length(lengths, batch_size):
-                out[[lo + n for n in rows]] = self._encode_prepared([items[n] for n in rows])
-                if progress is not None:
-                    progress(len(rows))
-        return out
+            for rows in batches_by_length(lengths, size):
+                yield [lo + n for n in rows], [items[n] for n in rows]
+
+    def _batch_rows(self, batch_size: int, count: int) -> int:
+        """Texts per model call."""
+        return batch_size
+
+    def _encode_batches(
+        self, batches: Iterable[tuple[list[int], list[Any]]], done: Callable[[list[int], Vectors], None]
+    ) -> None:
+        """Encode each batch of prepared items and hand its vectors to `done`."""
+        for rows, items in batches:
+            done(rows, self._encode_prepared(items))
 
     def embed_query(self, text: str) -> Vectors:
         """One normalised query embedding, shape (1, dimension)."""
@@ -234,6 +254,15 @@ class OnnxEmbedder(Embedder):
 
     def embed_query(self, text: str) -> Vectors:
         return self._encoder.encode([text])
+
+    def _batch_rows(self, batch_size: int, count: int) -> int:
+        """`batch_size` texts are one call split across the lanes; a smaller call (a few queries) is split too."""
+        return -(-min(batch_size, max(count, 1)) // self._encoder.threads)
+
+    def _encode_batches(
+        self, batches: Iterable[tuple[list[int], list[Any]]], done: Callable[[list[int], Vectors], None]
+    ) -> None:
+        self._encoder.encode_batches(batches, done)
 
     def _encode_prepared(self, items: list[Any]) -> Vectors:
         return self._encoder.encode_ids(items)

@@ -14,11 +14,10 @@ import os
 import shutil
 import threading
 import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from secrets import token_hex
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +27,7 @@ from index.onnx_graph import unfuse_skip_layer_norms
 
 Vectors = npt.NDArray[np.float32]
 TokenIds = npt.NDArray[np.int64]
+K = TypeVar("K")
 ONNX_BACKENDS = ("onnx-fp32", "onnx-int8")
 OPSET = 17
 # How the export is made; a new recipe converts into a new folder. 2: transformer operators fused before int8.
@@ -180,10 +180,11 @@ def _last_hidden_state(model: Any, names: Sequence[str]) -> Any:
 class OnnxEncoder:
     """Token embeddings from onnxruntime, mean-pooled over the attention mask and L2-normalised.
 
-    One text runs on a session with `threads` intra-op threads (the lowest latency for one query). A batch is
-    split by length into `threads` parts, each run at once on its own one-thread session: for short texts
-    that costs a quarter less CPU than one session splitting every operator across threads. Those sessions
-    are made on the first batch, and each holds its own copy of the weights (23 MB for int8 MiniLM).
+    One text runs on a session with `threads` intra-op threads (the lowest latency for one query). Many batches
+    run on `threads` one-thread sessions side by side ("lanes"), each lane taking the next batch as soon as it
+    is free: for passages that costs a quarter less CPU than one session splitting every operator across threads,
+    and no lane waits for another. The lane sessions are made on first use; each holds its own copy of the
+    weights (23 MB for int8 MiniLM).
     """
 
     def __init__(self, onnx_file: Path, model_path: str, max_seq_length: int, threads: int) -> None:
@@ -201,7 +202,6 @@ class OnnxEncoder:
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
         self._lanes: list[Any] = []
-        self._pool: ThreadPoolExecutor | None = None
         self._lanes_lock = threading.Lock()
 
     def _session(self, threads: int) -> Any:
@@ -215,13 +215,13 @@ class OnnxEncoder:
         options.log_severity_level = 3
         return ort.InferenceSession(str(self.onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
 
-    def _parallel(self) -> tuple[list[Any], ThreadPoolExecutor]:
-        """The one-thread sessions and the pool that runs them, made on the first batch."""
+    def _lane_sessions(self) -> list[Any]:
+        """The one-thread sessions, made on first use (onnxruntime lets several threads run one session at once,
+        so concurrent callers share them)."""
         with self._lanes_lock:
-            if self._pool is None:
+            if not self._lanes:
                 self._lanes = [self._session(1) for _ in range(self.threads)]
-                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="semsearch-encode")
-            return self._lanes, self._pool
+            return self._lanes
 
     @staticmethod
     def _pad_token(model_path: str) -> str:
@@ -238,21 +238,64 @@ class OnnxEncoder:
         return self.encode_ids(self.tokenize(texts))
 
     def encode_ids(self, batch: Sequence[TokenIds]) -> Vectors:
-        """`encode` for texts already tokenised."""
+        """`encode` for texts already tokenised: one text on the multi-threaded session, more split by length
+        across the lanes."""
         if len(batch) < 2 or self.threads < 2:
             return self._infer(self.session, self._feeds(batch))
-        lanes, pool = self._parallel()
         order = sorted(range(len(batch)), key=lambda n: len(batch[n]))
-        size = -(-len(order) // len(lanes))
-        parts = [order[lo : lo + size] for lo in range(0, len(order), size)]
-        inputs = [self._feeds([batch[n] for n in part]) for part in parts]
-        # The sessions run the parts at once (onnxruntime releases the GIL).
-        running = [pool.submit(self._infer, lane, feeds) for lane, feeds in zip(lanes[1:], inputs[1:], strict=False)]
+        size = -(-len(order) // self.threads)
         out = np.empty((len(batch), self.dimension), dtype=np.float32)
-        out[parts[0]] = self._infer(lanes[0], inputs[0])
-        for part, result in zip(parts[1:], running, strict=True):
-            out[part] = result.result()
+
+        def keep(part: list[int], vectors: Vectors) -> None:
+            out[part] = vectors
+
+        parts = [order[lo : lo + size] for lo in range(0, len(order), size)]
+        self.encode_batches(((part, [batch[n] for n in part]) for part in parts), keep)
         return out
+
+    def encode_batches(
+        self, batches: Iterable[tuple[K, Sequence[TokenIds]]], done: Callable[[K, Vectors], None]
+    ) -> None:
+        """Encode every batch on the lanes and hand each result to `done` with its key, in the order they finish.
+
+        The calling thread is one lane and `threads - 1` helper threads are the others; `batches` is read and
+        `done` called under one lock, so neither needs to be thread-safe. The first error stops every lane and is
+        raised here once all of them have stopped."""
+        if self.threads < 2:
+            for key, batch in batches:
+                done(key, self._infer(self.session, self._feeds(batch)))
+            return
+        source = iter(batches)
+        lock = threading.Lock()
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def lane(session: Any) -> None:
+            try:
+                while not stop.is_set():
+                    with lock:
+                        item = next(source, None)
+                    if item is None:
+                        return
+                    vectors = self._infer(session, self._feeds(item[1]))
+                    with lock:
+                        done(item[0], vectors)
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                failures.append(exc)
+                stop.set()
+
+        first, *others = self._lane_sessions()
+        helpers = [threading.Thread(target=lane, args=(s,), name="semsearch-encode", daemon=True) for s in others]
+        for helper in helpers:
+            helper.start()
+        try:
+            lane(first)
+        finally:
+            stop.set()  # the others finish the batch they hold, then stop
+            for helper in helpers:
+                helper.join()
+        if failures:
+            raise failures[0]
 
     def _feeds(self, batch: Sequence[TokenIds]) -> dict[str, npt.NDArray[np.int64]]:
         """The model's inputs for these rows: padded to the longest, with the mask saying which tokens are real."""

@@ -97,7 +97,10 @@ class Settings:
         default=120,
         metadata={"help": "Paragraphs shorter than this merge with a neighbour (datelines, standfirsts)."},
     )
-    batch_size: int = field(default=32, metadata={"help": "Passages encoded per model call while indexing."})
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "Passages encoded at once while indexing; an ONNX backend splits them across its lanes."},
+    )
     threads: int = field(
         default_factory=_default_threads,
         metadata={"help": "Threads for the model (torch, onnxruntime); numpy's BLAS and FAISS searches use one."},

@@ -7,6 +7,8 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,56 @@ def test_a_batch_split_across_sessions_keeps_each_text_in_its_row(
     assert batch.shape == (len(texts), encoder.dimension)
     assert similarity.argmax(axis=1).tolist() == list(range(len(texts)))  # row n is text n
     assert similarity.diagonal().min() > 0.97  # int8 activations are scaled per part, so not bit-equal
+
+
+def lane_encoder(settings: Settings, embedder: Embedder) -> OnnxEncoder:
+    info = embedder.info
+    return OnnxEncoder(cached_model(info.path, info.fingerprint, info.backend, settings.model_cache), info.path, 256, 2)
+
+
+def test_the_lanes_hand_each_batch_its_own_vectors_once(onnx_settings: Settings, onnx_embedder: Embedder) -> None:
+    encoder = lane_encoder(onnx_settings, onnx_embedder)
+    ids = encoder.tokenize(PARAGRAPHS)
+    batches = [(n, ids[lo : lo + 3]) for n, lo in enumerate(range(0, len(ids), 3))]
+    got: dict[int, np.ndarray] = {}
+
+    def done(key: int, vectors: np.ndarray) -> None:
+        assert key not in got
+        got[key] = vectors
+
+    encoder.encode_batches(iter(batches), done)
+    assert sorted(got) == [n for n, _ in batches]
+    session = encoder._lane_sessions()[0]
+    for key, batch in batches:  # whichever lane ran it, a batch comes out as one lane alone makes it
+        assert np.allclose(got[key], encoder._infer(session, encoder._feeds(batch)), atol=1e-6)
+
+
+def test_a_failing_batch_stops_every_lane_and_reaches_the_caller(
+    onnx_settings: Settings, onnx_embedder: Embedder
+) -> None:
+    encoder = lane_encoder(onnx_settings, onnx_embedder)
+    ids = encoder.tokenize(PARAGRAPHS[:4])
+    taken: list[int] = []
+
+    def source() -> Iterator[tuple[int, list[np.ndarray]]]:
+        for n in range(40):
+            taken.append(n)
+            yield n, ids
+
+    def done(key: int, vectors: np.ndarray) -> None:
+        raise OSError(f"disk full at batch {key}")
+
+    with pytest.raises(OSError, match="disk full"):
+        encoder.encode_batches(source(), done)
+    assert len(taken) <= 2 * encoder.threads  # each lane finishes the batch it holds, then stops
+
+    def broken() -> Iterator[tuple[int, list[np.ndarray]]]:
+        yield 0, ids
+        raise ValueError("unreadable passage")
+
+    with pytest.raises(ValueError, match="unreadable passage"):
+        encoder.encode_batches(broken(), lambda key, vectors: None)
+    assert not [t for t in threading.enumerate() if t.name == "semsearch-encode"]
 
 
 def test_the_conversion_leaves_the_logging_configuration_alone(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ written to a temporary name and renamed, so concurrent first uses and interrupte
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -250,22 +251,28 @@ class OnnxEncoder:
             out[part] = vectors
 
         parts = [order[lo : lo + size] for lo in range(0, len(order), size)]
-        self.encode_batches(((part, [batch[n] for n in part]) for part in parts), keep)
+        self.encode_batches(((part, [batch[n] for n in part]) for part in parts), keep, lanes=len(parts))
         return out
 
     def encode_batches(
-        self, batches: Iterable[tuple[K, Sequence[TokenIds]]], done: Callable[[K, Vectors], None]
+        self,
+        batches: Iterable[tuple[K, Sequence[TokenIds]]],
+        done: Callable[[K, Vectors], None],
+        lanes: int | None = None,
     ) -> None:
-        """Encode every batch on the lanes and hand each result to `done` with its key, in the order they finish.
+        """Encode every batch and hand each result to `done` with its key, in the order they finish.
 
-        The calling thread is one lane and `threads - 1` helper threads are the others; `batches` is read and
-        `done` called under one lock, so neither needs to be thread-safe. The first error stops every lane and is
-        raised here once all of them have stopped."""
-        if self.threads < 2:
-            for key, batch in batches:
-                done(key, self._infer(self.session, self._feeds(batch)))
-            return
+        Two batches or more run on the lanes (at most `lanes` of them): the calling thread is one lane and helper
+        threads are the others; `batches` is read and `done` called under one lock, so neither needs to be
+        thread-safe. The first error stops every lane and is raised here once all of them have stopped. A single
+        batch runs as `encode_ids` runs it, so one text gets the multi-threaded session."""
         source = iter(batches)
+        head = list(itertools.islice(source, 2))
+        if len(head) < 2 or self.threads < 2:
+            for key, batch in itertools.chain(head, source):
+                done(key, self.encode_ids(batch))
+            return
+        source = itertools.chain(head, source)
         lock = threading.Lock()
         stop = threading.Event()
         failures: list[BaseException] = []
@@ -284,16 +291,18 @@ class OnnxEncoder:
                 failures.append(exc)
                 stop.set()
 
-        first, *others = self._lane_sessions()
-        helpers = [threading.Thread(target=lane, args=(s,), name="semsearch-encode", daemon=True) for s in others]
-        for helper in helpers:
-            helper.start()
+        first, *others = self._lane_sessions()[: max(2, lanes or self.threads)]
+        helpers: list[threading.Thread] = []
         try:
+            for session in others:
+                helpers.append(threading.Thread(target=lane, args=(session,), name="semsearch-encode", daemon=True))
+                helpers[-1].start()
             lane(first)
         finally:
             stop.set()  # the others finish the batch they hold, then stop
             for helper in helpers:
-                helper.join()
+                if helper.is_alive():
+                    helper.join()
         if failures:
             raise failures[0]
 

@@ -136,6 +136,28 @@ def test_the_lanes_hand_each_batch_its_own_vectors_once(onnx_settings: Settings,
         assert np.allclose(got[key], encoder._infer(session, encoder._feeds(batch)), atol=1e-6)
 
 
+def test_one_passage_runs_on_the_multi_threaded_session_and_more_on_the_lanes(
+    onnx_settings: Settings, onnx_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of one short article embeds one passage: it takes the lowest-latency session, not one lane."""
+    encoder = lane_encoder(onnx_settings, onnx_embedder)
+    embedder = OnnxEmbedder(onnx_embedder.info, encoder, 256)
+    used: list[tuple[object, int]] = []
+    infer = encoder._infer
+
+    def spy(session: object, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        used.append((session, len(feeds["input_ids"])))
+        return infer(session, feeds)
+
+    monkeypatch.setattr(encoder, "_infer", spy)
+    embedder.embed_documents([PARAGRAPHS[0]])
+    assert used == [(encoder.session, 1)]
+    used.clear()
+    embedder.embed_documents(PARAGRAPHS[:4], batch_size=32)  # four texts: two per lane
+    assert sorted(n for _, n in used) == [2, 2]
+    assert {id(session) for session, _ in used} <= {id(lane) for lane in encoder._lane_sessions()}
+
+
 def test_a_failing_batch_stops_every_lane_and_reaches_the_caller(
     onnx_settings: Settings, onnx_embedder: Embedder
 ) -> None:

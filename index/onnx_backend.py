@@ -265,12 +265,12 @@ class OnnxEncoder:
         Two batches or more run on the lanes (at most `lanes` of them): the calling thread is one lane and helper
         threads are the others; `batches` is read and `done` called under one lock, so neither needs to be
         thread-safe. The first error stops every lane and is raised here once all of them have stopped. A single
-        batch runs as `encode_ids` runs it, so one text gets the multi-threaded session."""
+        batch (one passage of a small write) runs on the multi-threaded session instead, the fastest for it."""
         source = iter(batches)
         head = list(itertools.islice(source, 2))
         if len(head) < 2 or self.threads < 2:
             for key, batch in itertools.chain(head, source):
-                done(key, self.encode_ids(batch))
+                done(key, self._infer(self.session, self._feeds(batch)))
             return
         source = itertools.chain(head, source)
         lock = threading.Lock()

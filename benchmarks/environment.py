@@ -6,9 +6,12 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
+
+import numpy as np
 
 from index.settings import REPO_ROOT, Settings
 
@@ -40,6 +43,61 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The instruction-set extensions that decide which kernels onnxruntime, FAISS and BLAS pick.
+_SPEED_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+    "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm", "bf16",
+)  # fmt: skip
+CALIBRATION_SHAPE = (256, 384, 1536)  # one batch through a MiniLM feed-forward layer: rows, inputs, outputs
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's speed-relevant flags, as /proc/cpuinfo names them (x86 `flags`, ARM `Features`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _SPEED_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def calibrate_fp32(rounds: int = 7) -> float:
+    """GFLOP/s of one fp32 matrix product on one thread (median of `rounds`): a quick figure that tells two
+    machines apart, or one machine in a slow phase, so absolute speeds are only compared on a like machine."""
+    from threadpoolctl import threadpool_limits
+
+    rows, inner, cols = CALIBRATION_SHAPE
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, inner), dtype=np.float32)
+    b = rng.standard_normal((inner, cols), dtype=np.float32)
+    times = []
+    with threadpool_limits(limits=1):
+        a @ b  # warm-up
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(4):
+                a @ b
+            times.append((time.perf_counter() - started) / 4)
+    return round(2 * rows * inner * cols / sorted(times)[len(times) // 2] / 1e9, 2)
+
+
+def machine() -> dict[str, Any]:
+    """What decides a speed figure: CPU model, its speed flags, usable cores, and the fp32 calibration."""
+    return {
+        "cpu": cpu_model(),
+        "flags": cpu_flags(),
+        "usable_cores": usable_cores(),
+        "calibration_fp32_gflops": calibrate_fp32(),
+    }
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def memory_bytes() -> int | None:
@@ -102,11 +160,12 @@ def environment(settings: Settings) -> dict[str, Any]:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "hardware": {
             "cpu": cpu_model(),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "usable_cores": usable_cores(),
             "memory_bytes": memory_bytes(),
             "machine": platform.machine(),
             "system": platform.platform(),
         },
+        "machine": machine(),
         "versions": versions(),
         "threads": threads(settings),
         "commit": git_commit(),

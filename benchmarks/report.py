@@ -92,6 +92,9 @@ def save_figure(fig: Any, path: Path) -> None:
 # --- check mode ---------------------------------------------------------------------------------
 
 
+CALIBRATION_TOLERANCE_PCT = 25  # a fp32 calibration this far apart is another machine, or the same one in a slow phase
+
+
 @dataclass(frozen=True)
 class CheckLine:
     path: str
@@ -99,10 +102,29 @@ class CheckLine:
     actual: float | None
     allowed: str
     ok: bool
+    skipped: bool = False
 
     def __str__(self) -> str:
         actual = "missing" if self.actual is None else f"{self.actual:g}"
-        return f"{'OK  ' if self.ok else 'FAIL'} {self.path}: {actual} (expected {self.expected:g}, {self.allowed})"
+        status = "SKIP" if self.skipped else "OK  " if self.ok else "FAIL"
+        reason = ", not compared: measured on another machine" if self.skipped else ""
+        return f"{status} {self.path}: {actual} (expected {self.expected:g}, {self.allowed}{reason})"
+
+
+def machine_difference(here: Mapping[str, Any] | None, there: Mapping[str, Any] | None) -> str | None:
+    """Why two machine records (see `benchmarks.environment.machine`) are not alike, or None when they are:
+    same CPU model, speed flags and cores, and fp32 calibrations within CALIBRATION_TOLERANCE_PCT."""
+    if not here or not there:
+        return "the expected figures name no machine" if not there else "this run records no machine"
+    for key in ("cpu", "flags", "usable_cores"):
+        if here.get(key) != there.get(key):
+            return f"{key} {here.get(key)!r} here, {there.get(key)!r} there"
+    ours, theirs = here.get("calibration_fp32_gflops"), there.get("calibration_fp32_gflops")
+    if not isinstance(ours, int | float) or not isinstance(theirs, int | float) or theirs <= 0:
+        return "no fp32 calibration on one side"
+    if abs(ours - theirs) > theirs * CALIBRATION_TOLERANCE_PCT / 100:
+        return f"fp32 calibration {ours:g} GFLOP/s here, {theirs:g} there"
+    return None
 
 
 def lookup(record: Mapping[str, Any], path: str) -> Any:
@@ -124,7 +146,11 @@ def check_figures(record: Mapping[str, Any], expected: Mapping[str, Any]) -> lis
 
     An entry is `{"path", "expected", "tolerance"}` (absolute) or `{"path", "expected", "tolerance_pct"}`
     (relative), with an optional `"better": "higher" | "lower"` that fails only in the worse direction.
+    An entry with `"scope": "machine"` (an absolute speed, or a ratio that is a property of the CPU) is only
+    compared when this run's machine is alike the expected file's `"machine"`; elsewhere it is a SKIP.
     """
+    here = lookup(record, "environment.machine")
+    other_machine = machine_difference(here, expected.get("machine")) is not None
     lines = []
     for entry in expected.get("figures", []):
         try:
@@ -137,6 +163,9 @@ def check_figures(record: Mapping[str, Any], expected: Mapping[str, Any]) -> lis
                 allowed = f"±{margin:g}"
         except (KeyError, TypeError, ValueError) as exc:
             raise ExpectedFiguresError(f"Malformed expected figure {entry!r}: {exc}") from None
+        scope = entry.get("scope", "run")
+        if scope not in ("run", "machine"):
+            raise ExpectedFiguresError(f'Malformed expected figure {entry!r}: scope is "run" or "machine"')
         better = entry.get("better")
         if better == "higher":
             allowed = f"at least {target - margin:g}"
@@ -144,6 +173,9 @@ def check_figures(record: Mapping[str, Any], expected: Mapping[str, Any]) -> lis
             allowed = f"at most {target + margin:g}"
         raw = lookup(record, path)
         actual = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+        if scope == "machine" and other_machine:
+            lines.append(CheckLine(path, target, actual, allowed, ok=True, skipped=True))
+            continue
         if actual is None or math.isnan(actual):
             ok = False
         elif better == "higher":

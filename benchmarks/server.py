@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_index(index: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 180) -> Iterator[str]:
+def serve_index(index: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 600) -> Iterator[str]:
     """Start the server on `index`, wait until its index is loaded, yield its base URL, then stop it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}

@@ -8,11 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from benchmarks.ann import candidates, exact_top, recall_at, synthetic_vectors
 from benchmarks.datasets import DatasetError, corpus_slice, load_beir, sample_queries
 from benchmarks.quality import evaluate, record_scores
-from benchmarks.report import ExpectedFiguresError, check_figures, load_expected, lookup, markdown_table
+from benchmarks.report import (
+    EXPECTED_DIR,
+    ExpectedFiguresError,
+    check_figures,
+    load_expected,
+    lookup,
+    machine_difference,
+    markdown_table,
+)
 from benchmarks.timing import across_runs, latency_summary, percentile
 from search.results import Hit
 from tests.helpers import write_beir
@@ -68,6 +78,66 @@ def test_check_passes_within_tolerance_and_fails_outside() -> None:
     assert str(check_figures(record, expected)[4]).startswith("FAIL modes.hybrid.ndcg@10: missing")
     assert lookup(record, "modes.dense.ndcg@10") == 77.1
     assert lookup({"rows": [{"r": 1}, {"r": 2}]}, "rows.1.r") == 2 and lookup({"rows": []}, "rows.0.r") is None
+
+
+MACHINE = {"cpu": "AMD EPYC", "flags": ["avx2", "fma"], "usable_cores": 2, "calibration_fp32_gflops": 40.0}
+
+
+@given(
+    scale=st.floats(min_value=0.05, max_value=20),
+    change=st.sampled_from([None, "cpu", "flags", "usable_cores"]),
+)
+def test_figures_bound_to_a_machine_are_compared_only_on_a_like_machine(scale: float, change: str | None) -> None:
+    """A slower or faster machine (or another CPU) never fails a speed figure; the behaviour figures and the
+    ratios measured within the run are compared on every machine."""
+    here = dict(MACHINE, calibration_fp32_gflops=40.0 * scale)
+    if change is not None:
+        here[change] = {"cpu": "Other CPU", "flags": ["avx2"], "usable_cores": 16}[change]
+    record = {"environment": {"machine": here}, "load": {"qps": 10.0, "errors": 3}, "batching_ratio": {"c16": 0.9}}
+    expected = {
+        "machine": MACHINE,
+        "figures": [
+            {"path": "load.qps", "expected": 267, "tolerance_pct": 50, "better": "higher", "scope": "machine"},
+            {"path": "load.errors", "expected": 0, "tolerance": 0},
+            {"path": "batching_ratio.c16", "expected": 1.5, "tolerance_pct": 33, "better": "higher"},
+        ],
+    }
+    alike = change is None and abs(scale - 1) <= 0.25
+    speed, errors, ratio = check_figures(record, expected)
+    assert (machine_difference(here, MACHINE) is None) == alike
+    assert speed.skipped != alike and speed.ok != alike and str(speed).startswith("FAIL" if alike else "SKIP")
+    assert not errors.ok and not errors.skipped and not ratio.ok and not ratio.skipped
+
+
+def test_a_file_without_a_machine_never_compares_machine_figures() -> None:
+    record = {"environment": {"machine": MACHINE}, "qps": 1.0}
+    figure = {"path": "qps", "expected": 100, "tolerance_pct": 10, "better": "higher", "scope": "machine"}
+    (line,) = check_figures(record, {"figures": [figure]})
+    assert line.skipped and "another machine" in str(line)
+    assert machine_difference(MACHINE, None) == "the expected figures name no machine"
+    with pytest.raises(ExpectedFiguresError, match="scope"):
+        check_figures(record, {"figures": [dict(figure, scope="planet")]})
+
+
+SPEED_SUFFIXES = ("qps", "_ms", "per_second", "gmacs")
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED_DIR.glob("*.json")), ids=lambda p: p.name)
+def test_shipped_speed_figures_are_bound_to_a_named_machine(path: Path) -> None:
+    """An absolute speed in an expected file fails every slower machine unless it is bound to its machine."""
+    figures = load_expected(path)
+    for entry in figures["figures"]:
+        if entry["path"].split(".")[-1].endswith(SPEED_SUFFIXES):
+            assert entry.get("scope") == "machine", entry["path"]
+    if any(entry.get("scope") == "machine" for entry in figures["figures"]):
+        assert set(figures["machine"]) >= {"cpu", "flags", "usable_cores", "calibration_fp32_gflops"}
+
+
+def test_the_fp32_calibration_is_a_positive_speed() -> None:
+    from benchmarks.environment import calibrate_fp32, machine
+
+    assert calibrate_fp32(rounds=1) > 0
+    assert set(machine()) == {"cpu", "flags", "usable_cores", "calibration_fp32_gflops"}
 
 
 def test_malformed_expected_figures_are_named(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make run` keeps its index and converted models in the checkout's var/ (an installed engine uses the user's
+# data and cache folders).
 INDEX ?= $(or $(SEMSEARCH_INDEX),var/index)
+run index: export SEMSEARCH_MODEL_CACHE ?= $(CURDIR)/var/models
 CORPUS ?= data/news
 QUESTION ?= energy cooperation in Central Asia
 HOST ?= 127.0.0.1
@@ -32,7 +35,10 @@ run: install index
 test: install
 	$(BIN)/python -m pytest
 
+SOURCES := semsearch index search api benchmarks data tests
+
 lint: install
-	$(BIN)/ruff check index search api tests benchmarks
-	$(BIN)/ruff format --check index search api tests benchmarks
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/python tools/typecheck_tree.py build/typecheck
 	$(BIN)/mypy

@@ -18,7 +18,7 @@ import pydantic_core
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.errors import (
+from semsearch.api.errors import (
     BodyLimitMiddleware,
     Forbidden,
     NotFound,
@@ -27,7 +27,7 @@ from api.errors import (
     UnsupportedMediaType,
     install_error_handlers,
 )
-from api.schemas import (
+from semsearch.api.schemas import (
     DAY_PATTERN,
     PARAM_HELP,
     QUERY_HELP,
@@ -45,16 +45,16 @@ from api.schemas import (
     StatsOut,
     WriteOut,
 )
-from index.articles import Article
-from index.builder import BuildSummary, delete_articles, write_articles
-from index.errors import InvalidArticleError, SemsearchError
-from index.readers import article_from_record
-from index.settings import Settings
-from search.batcher import QueryBatcher
-from search.filters import Filters
-from search.live import LiveSearcher, follow
-from search.results import Hit
-from search.searcher import MAX_K, Searcher, SearchOptions
+from semsearch.errors import InvalidArticleError, SemsearchError
+from semsearch.index.reading.articles import Article
+from semsearch.index.reading.readers import article_from_record
+from semsearch.index.writing.builder import BuildSummary, delete_articles, write_articles
+from semsearch.search.batcher import QueryBatcher
+from semsearch.search.filters import Filters
+from semsearch.search.live import LiveSearcher, follow
+from semsearch.search.results import Hit
+from semsearch.search.searcher import MAX_K, Searcher, SearchOptions
+from semsearch.settings import Settings
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, object]]:
@@ -174,7 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = resources.files("semsearch.api").joinpath("static/index.html").read_text(encoding="utf-8")
 
     defaults = SearchOptions.from_settings(settings)
 

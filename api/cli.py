@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from index.errors import (
+from semsearch.errors import (
     ConfigError,
     EmptyQueryError,
     InputPathError,
@@ -23,7 +23,7 @@ from index.errors import (
     InvalidFilterError,
     SemsearchError,
 )
-from index.settings import FUSIONS, MODES, Settings, describe
+from semsearch.settings import FUSIONS, MODES, Settings, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 _USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError, InvalidFilterError, InvalidArticleError)
@@ -129,7 +129,7 @@ def index_command(
     settings = load_settings(index=index_dir, embed_title=embed_title)
     from tqdm import tqdm
 
-    from index.builder import build_index
+    from semsearch.index.writing.builder import build_index
 
     bars: list[Any] = []
 
@@ -178,7 +178,7 @@ def describe_write(summary: Any) -> str:
 @handle_errors
 def delete_command(ids: tuple[str, ...], index_dir: Path | None) -> None:
     settings = load_settings(index=index_dir)
-    from index.builder import delete_articles
+    from semsearch.index.writing.builder import delete_articles
 
     click.echo(describe_write(delete_articles(settings, list(ids))))
 
@@ -222,8 +222,8 @@ def ask(
     as_json: bool,
 ) -> None:
     settings = load_settings(index=index_dir)
-    from search.filters import Filters
-    from search.searcher import Searcher, clean_query
+    from semsearch.search.filters import Filters
+    from semsearch.search.searcher import Searcher, clean_query
 
     clean_query(question)  # an empty question or a bad filter fails before any model is loaded
     filters = Filters.parse(date_from, date_to, source, article_id)
@@ -277,7 +277,7 @@ def serve(host: str, port: int, index_dir: Path | None) -> None:
     settings = load_settings(index=index_dir)
     import uvicorn
 
-    from api.app import create_app
+    from semsearch.api.app import create_app
 
     click.echo(f"Serving {settings.index} at http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

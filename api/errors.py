@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index import errors as domain
+from semsearch import errors as domain
 
 log = logging.getLogger("semsearch.api")
 

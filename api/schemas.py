@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from index.articles import MAX_ID_CHARS
-from index.errors import EmptyQueryError
-from search.searcher import MAX_K, clean_query
+from semsearch.errors import EmptyQueryError
+from semsearch.index.reading.articles import MAX_ID_CHARS
+from semsearch.search.searcher import MAX_K, clean_query
 
 MAX_QUERY_CHARS = 1000
 MAX_BATCH = 1000

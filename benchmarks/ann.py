@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.report import markdown_table, new_figure, save_figure
-from benchmarks.timing import latency_summary, time_calls
-from index.vectors import build_vector_index
+from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
+from semsearch.benchmarks.timing import latency_summary, time_calls
+from semsearch.index.storage.vectors import build_vector_index
 
 Matrix = npt.NDArray[np.float32]
 K = 10

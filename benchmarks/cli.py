@@ -16,15 +16,15 @@ from typing import Any, TypeVar
 
 import click
 
-from api.cli import ARGV_KEY, handle_errors, load_settings
-from benchmarks.datasets import SQUAD_DEV, Dataset, corpus_slice, load_beir
-from benchmarks.report import EXPECTED_DIR, RESULTS_DIR
-from benchmarks.workspace import WORK_DIR
-from index.settings import BACKENDS, REPO_ROOT, Settings
+from semsearch.api.cli import ARGV_KEY, handle_errors, load_settings
+from semsearch.benchmarks.datasets import Dataset, corpus_slice, load_beir
+from semsearch.benchmarks.report import EXPECTED_DIR, RESULTS_DIR, RESULTS_MD
+from semsearch.benchmarks.workspace import WORK_DIR
+from semsearch.data import NEWS, SQUAD_DEV
+from semsearch.settings import BACKENDS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 BENCHMARKS = ("quality", "quality-gate", "latency", "indexing", "ann", "load")
-NEWS = REPO_ROOT / "data" / "news"
 
 
 def common_options(func: F) -> F:
@@ -103,8 +103,8 @@ def _settings_record(settings: Settings) -> dict[str, Any]:
 def finish(
     name: str, record: dict[str, Any], out: Path, json_out: Path | None, check: bool, expected: Path | None
 ) -> None:
-    from benchmarks.environment import environment
-    from benchmarks.report import check_figures, load_expected, machine_difference, write_outputs
+    from semsearch.benchmarks.environment import environment
+    from semsearch.benchmarks.report import check_figures, load_expected, machine_difference, write_outputs
 
     settings: Settings = record.pop("_settings")
     record["environment"] = environment(settings)
@@ -137,11 +137,11 @@ def finish(
 
 
 def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Callable[[Mapping[str, Any], Path], None]]]:
-    from benchmarks.ann import ann_markdown, ann_plot
-    from benchmarks.indexing import indexing_markdown, indexing_plot
-    from benchmarks.latency import latency_markdown, latency_plot
-    from benchmarks.load import load_markdown, load_plot
-    from benchmarks.quality import quality_markdown, quality_plot
+    from semsearch.benchmarks.ann import ann_markdown, ann_plot
+    from semsearch.benchmarks.indexing import indexing_markdown, indexing_plot
+    from semsearch.benchmarks.latency import latency_markdown, latency_plot
+    from semsearch.benchmarks.load import load_markdown, load_plot
+    from semsearch.benchmarks.quality import quality_markdown, quality_plot
 
     return {
         "quality": (quality_markdown, quality_plot),
@@ -158,7 +158,7 @@ def base_record(name: str, settings: Settings, seed: int) -> dict[str, Any]:
 
 
 def index_record(settings: Settings, corpus: str) -> dict[str, Any]:
-    from index.store import open_index
+    from semsearch.index.storage.store import open_index
 
     stored = open_index(settings.index, verify=False)
     try:
@@ -219,10 +219,10 @@ def quality(
     check: bool,
     expected: Path | None,
 ) -> None:
-    from benchmarks.quality import CONFIGS, measure_quality
-    from benchmarks.workspace import cached_index
-    from index.embedder import Embedder
-    from search.searcher import Searcher
+    from semsearch.benchmarks.quality import CONFIGS, measure_quality
+    from semsearch.benchmarks.workspace import cached_index
+    from semsearch.index.model.embedder import Embedder
+    from semsearch.search.searcher import Searcher
 
     unknown = [m for m in modes if m not in CONFIGS]
     if unknown:
@@ -248,7 +248,7 @@ def quality(
     record.update(dataset=data.describe(), index=index_record(index_settings, str(data.corpus)), **figures)
     record["backend"] = settings.backend
     if gate_against is not None and gate_against != settings.backend:
-        from benchmarks.quality import backend_gate
+        from semsearch.benchmarks.quality import backend_gate
 
         _, reference, reference_vectors = measure(gate_against)
         record["gate"] = {
@@ -305,12 +305,12 @@ def latency(
     check: bool,
     expected: Path | None,
 ) -> None:
-    from benchmarks.datasets import sample_queries
-    from benchmarks.latency import in_process, over_http
-    from benchmarks.server import serve_index
-    from benchmarks.workspace import cached_index
-    from index.embedder import Embedder
-    from search.searcher import Searcher
+    from semsearch.benchmarks.datasets import sample_queries
+    from semsearch.benchmarks.latency import in_process, over_http
+    from semsearch.benchmarks.server import serve_index
+    from semsearch.benchmarks.workspace import cached_index
+    from semsearch.index.model.embedder import Embedder
+    from semsearch.search.searcher import Searcher
 
     try:
         levels = [int(part) for part in concurrency.split(",") if part.strip()]
@@ -371,7 +371,7 @@ def indexing(
     check: bool,
     expected: Path | None,
 ) -> None:
-    from benchmarks.indexing import measure_indexing
+    from semsearch.benchmarks.indexing import measure_indexing
 
     settings = load_settings()
     data = load_dataset(dataset, records, seed, work_dir)
@@ -414,11 +414,11 @@ def load(
     import secrets
     import shutil
 
-    from benchmarks.datasets import sample_queries
-    from benchmarks.load import load_run
-    from benchmarks.server import serve_index
-    from benchmarks.workspace import cached_index
-    from index.embedder import Embedder
+    from semsearch.benchmarks.datasets import sample_queries
+    from semsearch.benchmarks.load import load_run
+    from semsearch.benchmarks.server import serve_index
+    from semsearch.benchmarks.workspace import cached_index
+    from semsearch.index.model.embedder import Embedder
 
     settings = load_settings()
     texts = [text for _, text in sample_queries(load_beir(dataset), query_count, seed)]
@@ -484,11 +484,11 @@ def ann(
 ) -> None:
     import numpy as np
 
-    from benchmarks.ann import measure_size, size_label, synthetic_vectors
-    from benchmarks.datasets import sample_queries
-    from benchmarks.workspace import cached_index
-    from index.embedder import Embedder
-    from index.store import open_index
+    from semsearch.benchmarks.ann import measure_size, size_label, synthetic_vectors
+    from semsearch.benchmarks.datasets import sample_queries
+    from semsearch.benchmarks.workspace import cached_index
+    from semsearch.index.model.embedder import Embedder
+    from semsearch.index.storage.store import open_index
 
     parts = [p.strip() for p in sizes.split(",") if p.strip()]
     counts = [p for p in parts if p != "corpus"]
@@ -540,7 +540,7 @@ def ann(
     "--to",
     "target",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=REPO_ROOT / "benchmarks" / "RESULTS.md",
+    default=RESULTS_MD,
     show_default=True,
 )
 @handle_errors

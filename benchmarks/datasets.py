@@ -9,10 +9,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.errors import SemsearchError
-from index.settings import REPO_ROOT
+from semsearch.errors import SemsearchError
 
-SQUAD_DEV = REPO_ROOT / "data" / "eval" / "squad-v1.1-dev"
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels.tsv")
 
 

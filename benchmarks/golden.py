@@ -1,6 +1,6 @@
 """Golden questions on the bundled news corpus, and a small evaluator for an index built from it.
 
-Run: `python -m benchmarks.golden --index DIR` prints each question's rank of its article, MRR and recall@k.
+Run: `python -m semsearch.benchmarks.golden --index DIR` prints each question's rank of its article, MRR and recall@k.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.searcher import Searcher
+from semsearch.search.searcher import Searcher
 
 EXAMPLE = ("energy cooperation in Central Asia", frozenset({"china-kazakhstan-cooperation.txt"}))
 
@@ -67,7 +67,7 @@ def summarise(results: Sequence[GoldenResult]) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from api.cli import load_settings
+    from semsearch.api.cli import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--index", type=Path, default=None, help="index of the bundled corpus")

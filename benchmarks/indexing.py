@@ -1,8 +1,8 @@
 """Indexing throughput and footprint: a full build next to plain `SentenceTransformer.encode`, same passages.
 
-Each measured step runs in a fresh child process (`python -m benchmarks.indexing CHILD ...`), so its peak
+Each measured step runs in a fresh child process (`python -m semsearch.benchmarks.indexing CHILD ...`), so its peak
 RSS is its own (read with `os.wait4`) and no step warms another's caches. Runs alternate baseline and build;
-a last step times the model's matrix products alone in int8 and fp32 (`benchmarks.kernels`).
+a last step times the model's matrix products alone in int8 and fp32 (`semsearch.benchmarks.kernels`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import markdown_table, new_figure, save_figure
+from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -33,7 +33,7 @@ def run_child(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict
     """Run one child step; its JSON result plus its wall seconds and peak RSS in bytes."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.indexing", *args],
+        [sys.executable, "-m", "semsearch.benchmarks.indexing", *args],
         stdout=subprocess.PIPE,
         env=dict(env) if env is not None else None,
         text=True,
@@ -182,10 +182,10 @@ def indexing_plot(record: Mapping[str, Any], path: Path) -> None:
 
 
 def _child_build(corpus: Path, index_dir: Path, texts_file: Path) -> dict[str, Any]:
-    from api.cli import load_settings
-    from index.builder import build_index
-    from index.embedder import Embedder
-    from index.store import open_index
+    from semsearch.api.cli import load_settings
+    from semsearch.index.model.embedder import Embedder
+    from semsearch.index.storage.store import open_index
+    from semsearch.index.writing.builder import build_index
 
     settings = load_settings(index=index_dir)
     started = time.perf_counter()
@@ -210,8 +210,8 @@ def _child_build(corpus: Path, index_dir: Path, texts_file: Path) -> dict[str, A
 
 
 def _child_encode(texts_file: Path) -> dict[str, Any]:
-    from api.cli import load_settings
-    from index.embedder import model_info
+    from semsearch.api.cli import load_settings
+    from semsearch.index.model.embedder import model_info
 
     settings = load_settings()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -235,7 +235,7 @@ def _child_load(index_dir: Path) -> dict[str, Any]:
     import faiss  # noqa: F401
     import numpy as np
 
-    from index.store import open_index
+    from semsearch.index.storage.store import open_index
 
     before = rss_bytes()
     stored = open_index(index_dir)
@@ -248,8 +248,8 @@ def _child_load(index_dir: Path) -> dict[str, Any]:
 
 
 def _child_products() -> dict[str, Any]:
-    from api.cli import load_settings
-    from benchmarks.kernels import measure_products
+    from semsearch.api.cli import load_settings
+    from semsearch.benchmarks.kernels import measure_products
 
     return measure_products(load_settings().threads)
 

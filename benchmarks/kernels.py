@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.timing import time_calls
+from semsearch.benchmarks.timing import time_calls
 
 Matrix = npt.NDArray[np.float32]
 HIDDEN, INNER = 384, 1536

@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import run_load
-from benchmarks.report import markdown_table, new_figure, save_figure
-from benchmarks.timing import across_runs, latency_summary, time_calls
-from search.searcher import Searcher
+from semsearch.benchmarks.loadgen import run_load
+from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
+from semsearch.benchmarks.timing import across_runs, latency_summary, time_calls
+from semsearch.search.searcher import Searcher
 
 
 def in_process(searcher: Searcher, texts: Sequence[str], runs: int, k: int = 10) -> dict[str, Any]:

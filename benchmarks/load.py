@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.latency import http_load
-from benchmarks.report import markdown_table, new_figure, save_figure
+from semsearch.benchmarks.latency import http_load
+from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
 
 WRITER_ID = "load-run-writer"
 

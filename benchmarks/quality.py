@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.datasets import Dataset, sample_queries
-from benchmarks.report import markdown_table, new_figure, save_figure
-from benchmarks.timing import latency_summary, time_calls
-from search.diversify import Pick
-from search.results import Hit
-from search.searcher import MAX_K, Searcher, SearchOptions, clean_query
+from semsearch.benchmarks.datasets import Dataset, sample_queries
+from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
+from semsearch.benchmarks.timing import latency_summary, time_calls
+from semsearch.search.diversify import Pick
+from semsearch.search.results import Hit
+from semsearch.search.searcher import MAX_K, Searcher, SearchOptions, clean_query
 
 # Output name -> ir-measures name.
 METRICS = {

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from index.errors import SemsearchError
-from index.settings import REPO_ROOT
+from semsearch.errors import SemsearchError
 
-EXPECTED_DIR = REPO_ROOT / "benchmarks" / "expected"
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+_HERE = Path(__file__).resolve().parent
+EXPECTED_DIR = _HERE / "expected"
+RESULTS_DIR = _HERE / "results"
+RESULTS_MD = _HERE / "RESULTS.md"
 
 
 class ExpectedFiguresError(SemsearchError):
@@ -112,7 +113,7 @@ class CheckLine:
 
 
 def machine_difference(here: Mapping[str, Any] | None, there: Mapping[str, Any] | None) -> str | None:
-    """Why two machine records (see `benchmarks.environment.machine`) are not alike, or None when they are:
+    """Why two machine records (see `semsearch.benchmarks.environment.machine`) are not alike, or None when they are:
     same CPU model, speed flags and cores, and fp32 calibrations within CALIBRATION_TOLERANCE_PCT."""
     if not here or not there:
         return "the expected figures name no machine" if not there else "this run records no machine"

@@ -7,14 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import index as index_package
-from index.builder import build_index
-from index.embedder import Embedder, model_info
-from index.generations import CURRENT
-from index.manifest import FORMAT_VERSION
-from index.settings import REPO_ROOT, Settings
+import semsearch.index as index_package
+from semsearch.index.model.embedder import Embedder, model_info
+from semsearch.index.storage.generations import CURRENT
+from semsearch.index.storage.manifest import FORMAT_VERSION
+from semsearch.index.writing.builder import build_index
+from semsearch.settings import Settings
 
-WORK_DIR = REPO_ROOT / "var" / "bench"
+WORK_DIR = Path("var") / "bench"  # benchmarks run from a checkout: relative to it
 
 
 def corpus_digest(paths: Sequence[Path]) -> str:
@@ -28,10 +28,12 @@ def corpus_digest(paths: Sequence[Path]) -> str:
 
 
 def code_digest() -> str:
-    """sha256 of the `index` package's source: a change to how passages are split or embedded builds afresh."""
+    """sha256 of the `semsearch.index` package's source, every sub-package included: a change to how passages
+    are split, embedded or stored builds afresh."""
     digest = hashlib.sha256()
-    for file in sorted(Path(index_package.__file__).parent.glob("*.py")):
-        digest.update(file.name.encode())
+    root = Path(index_package.__file__).parent
+    for file in sorted(root.rglob("*.py")):
+        digest.update(file.relative_to(root).as_posix().encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
 

@@ -17,9 +17,9 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from search.live import LiveSearcher
-from search.results import Hit
-from search.searcher import EncodedBatch, Searcher, SearchOptions
+from semsearch.search.live import LiveSearcher
+from semsearch.search.results import Hit
+from semsearch.search.searcher import EncodedBatch, Searcher, SearchOptions
 
 log = logging.getLogger("semsearch.batcher")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from search.fusion import Candidates
+from semsearch.search.fusion import Candidates
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from index.errors import InvalidFilterError
+from semsearch.errors import InvalidFilterError
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from index.settings import FUSIONS
+from semsearch.settings import FUSIONS
 
 RRF_K = 60
 

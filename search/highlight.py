@@ -6,7 +6,7 @@ from array import array
 from collections.abc import Iterable
 from functools import lru_cache
 
-from index.lexical import ANALYZER
+from semsearch.index.storage.lexical import ANALYZER
 
 # Analysed passages remembered by text (about 2 KB each): the passages that answer queries recur, and
 # analysing a hit's text was the largest part of ranking.

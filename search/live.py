@@ -9,11 +9,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from index.embedder import Embedder
-from index.errors import SemsearchError
-from index.generations import current_name
-from index.settings import Settings
-from search.searcher import Searcher
+from semsearch.errors import SemsearchError
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.storage.generations import current_name
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
 
 log = logging.getLogger("semsearch.live")
 

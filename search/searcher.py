@@ -11,17 +11,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.embedder import Embedder, model_info
-from index.errors import EmptyQueryError
-from index.lexical import ANALYZER
-from index.manifest import check_dimension, check_model
-from index.settings import BACKENDS, FUSIONS, MODES, Settings
-from index.store import StoredIndex, open_index
-from search.diversify import Pick, diversify
-from search.filters import Filters
-from search.fusion import Candidates, best_first, fuse
-from search.highlight import highlight_spans, query_terms
-from search.results import ArticleView, Hit
+from semsearch.errors import EmptyQueryError
+from semsearch.index.model.embedder import Embedder, model_info
+from semsearch.index.storage.lexical import ANALYZER
+from semsearch.index.storage.manifest import check_dimension, check_model
+from semsearch.index.storage.store import StoredIndex, open_index
+from semsearch.search.diversify import Pick, diversify
+from semsearch.search.filters import Filters
+from semsearch.search.fusion import Candidates, best_first, fuse
+from semsearch.search.highlight import highlight_spans, query_terms
+from semsearch.search.results import ArticleView, Hit
+from semsearch.settings import BACKENDS, FUSIONS, MODES, Settings
 
 MAX_K = 100
 # Candidates taken from each retriever before fusion, the article blend and diversification.

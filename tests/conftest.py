@@ -7,17 +7,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.server import serve_index
-from index.builder import build_index
-from index.embedder import Embedder
-from index.settings import REPO_ROOT, Settings
-from search.searcher import Searcher
-from tests.helpers import GV_RECORDS, jsonl, write_corpus
-
-NEWS = REPO_ROOT / "data" / "news"
+from semsearch.benchmarks.server import serve_index
+from semsearch.data import NEWS
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.writing.builder import build_index
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
+from tests.helpers import GV_RECORDS, REPO_ROOT, jsonl, write_corpus
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The user's data and cache folders, for this process and every server or CLI it starts: tests never write into
+# the home folder, and the converted model is made once and kept between runs.
+os.environ["XDG_DATA_HOME"] = str(REPO_ROOT / "var" / "test-home" / "data")
+os.environ["XDG_CACHE_HOME"] = str(REPO_ROOT / "var" / "test-home" / "cache")
 
 
 @pytest.fixture(scope="session")

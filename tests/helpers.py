@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from index.settings import REPO_ROOT
+from semsearch.data import NEWS, SQUAD_DEV
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The fields of a hit, in the CLI's --json output and the HTTP API alike.
 HIT_FIELDS = {
@@ -31,7 +33,7 @@ def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
 
 def write_beir(folder: Path, records: int) -> Path:
     """A small BEIR folder: the first `records` paragraphs of the shipped SQuAD dev set and their questions."""
-    source = REPO_ROOT / "data" / "eval" / "squad-v1.1-dev"
+    source = SQUAD_DEV
     folder.mkdir(parents=True, exist_ok=True)
     lines = source.joinpath("corpus.jsonl").read_text(encoding="utf-8").splitlines()[:records]
     ids = {json.loads(line)["_id"] for line in lines}
@@ -49,9 +51,7 @@ def write_beir(folder: Path, records: int) -> Path:
 
 
 # Global Voices posts from the bundled corpus, as JSON records.
-GV_RECORDS = [
-    json.loads(line) for line in (REPO_ROOT / "data/news/globalvoices/articles.jsonl").read_text().splitlines()
-]
+GV_RECORDS = [json.loads(line) for line in (NEWS / "globalvoices" / "articles.jsonl").read_text().splitlines()]
 
 
 def jsonl(records: list[dict[str, object]]) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.onnx_backend import EXPORT_REVISION
-from index.settings import Settings
+from semsearch.api.app import create_app
+from semsearch.index.model.export.onnx_export import EXPORT_REVISION
+from semsearch.settings import Settings
 from tests.helpers import HIT_FIELDS
 
 CK = "china-kazakhstan-cooperation.txt"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.generations import current_name
-from index.settings import Settings
-from index.store import open_index
+from semsearch.api.app import create_app
+from semsearch.index.storage.generations import current_name
+from semsearch.index.storage.store import open_index
+from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS, jsonl, write_corpus
 from tests.test_cli import run
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from index.builder import build_index
-from index.embedder import Embedder
-from index.errors import EmptyQueryError
-from index.settings import Settings
-from search.batcher import QueryBatcher
-from search.filters import Filters
-from search.live import LiveSearcher
-from search.searcher import SearchOptions
+from semsearch.errors import EmptyQueryError
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.writing.builder import build_index
+from semsearch.search.batcher import QueryBatcher
+from semsearch.search.filters import Filters
+from semsearch.search.live import LiveSearcher
+from semsearch.search.searcher import SearchOptions
+from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS, jsonl, write_corpus
 
 QUESTIONS = ["press freedom", "elections and protests", "energy cooperation", "music festival", "water", "bloggers"]

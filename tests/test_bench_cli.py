@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from api.cli import main
+from semsearch.api.cli import main
 from tests.helpers import write_beir, write_corpus
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.ann import candidates, exact_top, recall_at, synthetic_vectors
-from benchmarks.datasets import DatasetError, corpus_slice, load_beir, sample_queries
-from benchmarks.quality import evaluate, record_scores
-from benchmarks.report import (
+from semsearch.benchmarks.ann import candidates, exact_top, recall_at, synthetic_vectors
+from semsearch.benchmarks.datasets import DatasetError, corpus_slice, load_beir, sample_queries
+from semsearch.benchmarks.quality import evaluate, record_scores
+from semsearch.benchmarks.report import (
     EXPECTED_DIR,
     ExpectedFiguresError,
     check_figures,
@@ -23,8 +23,8 @@ from benchmarks.report import (
     machine_difference,
     markdown_table,
 )
-from benchmarks.timing import across_runs, latency_summary, percentile
-from search.results import Hit
+from semsearch.benchmarks.timing import across_runs, latency_summary, percentile
+from semsearch.search.results import Hit
 from tests.helpers import write_beir
 
 
@@ -134,7 +134,7 @@ def test_shipped_speed_figures_are_bound_to_a_named_machine(path: Path) -> None:
 
 
 def test_the_fp32_calibration_is_a_positive_speed() -> None:
-    from benchmarks.environment import calibrate_fp32, machine
+    from semsearch.benchmarks.environment import calibrate_fp32, machine
 
     assert calibrate_fp32(rounds=1) > 0
     assert set(machine()) == {"cpu", "flags", "usable_cores", "calibration_fp32_gflops"}

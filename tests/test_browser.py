@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from index.lexical import ANALYZER
+from semsearch.index.storage.lexical import ANALYZER
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from index.articles import Article, Passage, StoredPassage
-from index.changes import assign_ids, plan_changes
-from index.errors import ArticleNotFoundError, InvalidArticleError
+from semsearch.errors import ArticleNotFoundError, InvalidArticleError
+from semsearch.index.reading.articles import Article, Passage, StoredPassage
+from semsearch.index.writing.changes import assign_ids, plan_changes
 
 
 def art(id_: str, body: str = "text") -> Article:

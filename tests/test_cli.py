@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.cli import highlighted
-from index.lexical import ANALYZER
-from index.settings import Settings
+from semsearch.api.cli import highlighted
+from semsearch.index.storage.lexical import ANALYZER
+from semsearch.settings import Settings
 from tests.helpers import HIT_FIELDS, write_corpus
 
 BIN = Path(sys.executable).parent

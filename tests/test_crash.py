@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from index.embedder import Embedder
-from index.generations import current_name, writer_lock
-from index.settings import Settings
-from search.searcher import Searcher
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.storage.generations import current_name, writer_lock
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS as RECORDS
 from tests.helpers import jsonl, start_indexer, write_corpus
 

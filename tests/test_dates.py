@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from index.dates import normalize_date
+from semsearch.index.reading.dates import normalize_date
 
 
 @pytest.mark.parametrize(

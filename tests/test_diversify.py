@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from search.diversify import diversify
-from search.fusion import Candidates
+from semsearch.search.diversify import diversify
+from semsearch.search.fusion import Candidates
 
 ARTICLE = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c", 6: "b"}
 BASE = np.eye(6, dtype=np.float32)

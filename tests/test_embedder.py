@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.embedder import Embedder, batches_by_length
+from semsearch.index.model.embedder import Embedder, batches_by_length
 from tests.helpers import GV_RECORDS
 
 # Character and token lengths disagree: digits and rare names take more word pieces per character.
@@ -31,7 +31,9 @@ def test_each_row_is_its_own_texts_embedding(
     which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     embedder: Embedder = request.getfixturevalue(which)
-    monkeypatch.setattr("index.embedder._WINDOW", 4)  # three windows, sorted and batched each on its own
+    monkeypatch.setattr(
+        "semsearch.index.model.embedder._WINDOW", 4
+    )  # three windows, sorted and batched each on its own
     seen: list[int] = []
     together = embedder.embed_documents(TEXTS, batch_size=3, progress=seen.append)
     alone = np.vstack([embedder.embed_query(text) for text in TEXTS])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from index.errors import InvalidFilterError
-from search.filters import Filters
+from semsearch.errors import InvalidFilterError
+from semsearch.search.filters import Filters
 
 
 def test_valid_filters_are_trimmed_and_blank_means_absent() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from search.fusion import Candidates, best_first, fuse, min_max, reciprocal_rank, weighted
+from semsearch.search.fusion import Candidates, best_first, fuse, min_max, reciprocal_rank, weighted
 
 
 def c(scores: dict[int, float]) -> Candidates:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.golden import GOLDEN
-from search.searcher import Searcher
+from semsearch.benchmarks.golden import GOLDEN
+from semsearch.search.searcher import Searcher
 
 CHINA_KAZAKHSTAN = "china-kazakhstan-cooperation.txt"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.kernels import (
+from semsearch.benchmarks.kernels import (
     FP32_SHAPES,
     HIDDEN,
     INNER,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.lexical import ANALYZER, Analyzer, LexicalIndex
-from search.highlight import highlight_spans, query_terms
+from semsearch.index.storage.lexical import ANALYZER, Analyzer, LexicalIndex
+from semsearch.search.highlight import highlight_spans, query_terms
 
 DOCS = [
     "Kazakhstan and China sign energy agreements on oil pipelines.",

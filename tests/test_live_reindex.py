@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.server import serve_index
-from index.generations import current_name
-from index.settings import Settings
+from semsearch.benchmarks.server import serve_index
+from semsearch.index.storage.generations import current_name
+from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS, jsonl, start_indexer, write_corpus
 
 QUERIES = ("press freedom", "elections", "the Caspian ferry to Baku", "music festival", "water shortage")

@@ -15,12 +15,13 @@ import numpy as np
 import onnx
 import pytest
 
-from index.builder import build_index
-from index.embedder import Embedder, OnnxEmbedder, model_info, resolve_backend
-from index.onnx_backend import EXPORT_REVISION, OnnxEncoder, _unfuse_norms, cached_model
-from index.settings import Settings
-from index.store import open_index
-from search.searcher import Searcher
+from semsearch.index.model.embedder import Embedder, OnnxEmbedder, model_info, resolve_backend
+from semsearch.index.model.export.onnx_export import EXPORT_REVISION, _unfuse_norms, cached_model
+from semsearch.index.model.onnx_runtime import OnnxEncoder
+from semsearch.index.storage.store import open_index
+from semsearch.index.writing.builder import build_index
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS, jsonl, write_corpus
 
 PARAGRAPHS = [str(r["text"]).split("\n\n")[0] for r in GV_RECORDS[:24]]
@@ -190,8 +191,9 @@ def test_the_conversion_leaves_the_logging_configuration_alone(tmp_path: Path) -
     """onnxruntime's quantiser calls logging.basicConfig when first imported; a server's logs must not change.
     In a fresh process, since pytest's own log handlers make basicConfig do nothing here."""
     script = (
-        "import logging, sys; from pathlib import Path; from api.cli import load_settings; "
-        "from index.embedder import model_info; from index.onnx_backend import cached_model; "
+        "import logging, sys; from pathlib import Path; from semsearch.api.cli import load_settings; "
+        "from semsearch.index.model.embedder import model_info; "
+        "from semsearch.index.model.export.onnx_export import cached_model; "
         "info = model_info(load_settings(backend='onnx-int8')); "
         "cached_model(info.path, info.fingerprint, info.backend, Path(sys.argv[1])); "
         "print(len(logging.root.handlers))"

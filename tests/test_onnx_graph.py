@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from index.onnx_graph import unfuse_skip_layer_norms
+from semsearch.index.model.export.graph import unfuse_skip_layer_norms
 
 HIDDEN = 48
 SHAPE = ["batch", "sequence", HIDDEN]

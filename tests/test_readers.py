@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from index.articles import ReadReport
-from index.errors import InputPathError
-from index.readers import read_corpus
+from semsearch.errors import InputPathError
+from semsearch.index.reading.articles import ReadReport
+from semsearch.index.reading.readers import read_corpus
 from tests.helpers import write_corpus
 
 IGNORE = ("README*", ".*")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from index.builder import build_index
-from index.embedder import Embedder
-from index.settings import Settings
-from search.filters import Filters
-from search.searcher import Searcher
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.writing.builder import build_index
+from semsearch.search.filters import Filters
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
 from tests.helpers import write_corpus
 
 CK = "china-kazakhstan-cooperation.txt"

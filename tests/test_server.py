@@ -12,8 +12,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from benchmarks.loadgen import run_load
-from benchmarks.server import free_port
+from semsearch.benchmarks.loadgen import run_load
+from semsearch.benchmarks.server import free_port
 
 CK = "china-kazakhstan-cooperation.txt"
 # No 5xx, and status, content type and body as the schema documents them.

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import ConfigError
-from index.settings import Settings, describe
+from semsearch.errors import ConfigError
+from semsearch.settings import Settings, describe
 
 
 def test_environment_and_overrides() -> None:

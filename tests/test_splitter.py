@@ -5,8 +5,8 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.embedder import Embedder
-from index.splitter import paragraph_spans, sentence_spans, split_passages
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.reading.splitter import paragraph_spans, sentence_spans, split_passages
 
 
 def words(text: str) -> int:

@@ -9,19 +9,19 @@ import faiss
 import numpy as np
 import pytest
 
-from index.builder import build_index, passage_text_for_embedding
-from index.embedder import Embedder
-from index.errors import (
+from semsearch.errors import (
     CorruptIndexError,
     EmptyCorpusError,
     IndexBusyError,
     IndexMismatchError,
     NoIndexError,
 )
-from index.generations import CURRENT, DATA_FILES, VECTORS, current_generation, writer_lock
-from index.settings import Settings
-from index.store import open_index
-from search.searcher import Searcher
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.storage.generations import CURRENT, DATA_FILES, VECTORS, current_generation, writer_lock
+from semsearch.index.storage.store import open_index
+from semsearch.index.writing.builder import build_index, passage_text_for_embedding
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
 from tests.helpers import write_corpus
 
 SMALL = {
@@ -121,7 +121,7 @@ def test_title_embedding_is_a_setting(small_settings: Settings, embedder: Embedd
         record, passages = index.article("energy.txt") or ({}, [])
     finally:
         index.close()
-    from index.articles import Article, Passage
+    from semsearch.index.reading.articles import Article, Passage
 
     article = Article(id="a", title=record["title"], body=record["body"])
     passage = Passage("a", 0, passages[0].start, passages[0].end, passages[0].text)
@@ -216,7 +216,7 @@ def test_another_model_is_refused(small_settings: Settings, embedder: Embedder, 
 
 
 def test_dimension_mismatch_is_refused(small_settings: Settings, embedder: Embedder) -> None:
-    from index.manifest import check_dimension
+    from semsearch.index.storage.manifest import check_dimension
 
     index = open_index(small_settings.index)
     try:

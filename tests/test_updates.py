@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.articles import Article
-from index.builder import build_index, delete_articles, write_articles
-from index.embedder import Embedder
-from index.errors import ArticleNotFoundError, IndexMismatchError, InvalidArticleError
-from index.generations import current_generation
-from index.manifest import MANIFEST
-from index.settings import Settings
-from index.store import open_index
-from search.filters import Filters
-from search.searcher import Searcher
+from semsearch.errors import ArticleNotFoundError, IndexMismatchError, InvalidArticleError
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.reading.articles import Article
+from semsearch.index.storage.generations import current_generation
+from semsearch.index.storage.manifest import MANIFEST
+from semsearch.index.storage.store import open_index
+from semsearch.index.writing.builder import build_index, delete_articles, write_articles
+from semsearch.search.filters import Filters
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS as RECORDS
 from tests.helpers import jsonl, write_corpus
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from index.vectors import RECALL_TARGET, build_vector_index, probe_queries, recall_at_k
+from semsearch.index.storage.vectors import RECALL_TARGET, build_vector_index, probe_queries, recall_at_k
 
 
 def clustered(count: int, seed: int = 3, dim: int = 48) -> np.ndarray:

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.builder import write_articles
-from index.embedder import Embedder
-from index.generations import current_generation
-from index.readers import article_from_record
-from index.settings import Settings
-from search.live import LiveSearcher
+from semsearch.api.app import create_app
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.reading.readers import article_from_record
+from semsearch.index.storage.generations import current_generation
+from semsearch.index.writing.builder import write_articles
+from semsearch.search.live import LiveSearcher
+from semsearch.settings import Settings
 from tests.test_api import assert_error
 
 TOKEN = "test-token-1234"

@@ -18,9 +18,9 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from index.articles import Article, Passage, StoredPassage
-from index.errors import CorruptIndexError
-from index.generations import (
+from semsearch.errors import CorruptIndexError
+from semsearch.index.reading.articles import Article, Passage, StoredPassage
+from semsearch.index.storage.generations import (
     ARTICLE_VECTORS,
     DATA_FILES,
     LEXICAL_FILES,
@@ -31,9 +31,9 @@ from index.generations import (
     current_generation,
     current_name,
 )
-from index.lexical import LEXICAL_DIR, LexicalIndex
-from index.manifest import MANIFEST, Manifest, check_format, file_sha256
-from index.vectors import VectorIndexInfo, configure, is_exact
+from semsearch.index.storage.lexical import LEXICAL_DIR, LexicalIndex
+from semsearch.index.storage.manifest import MANIFEST, Manifest, check_format, file_sha256
+from semsearch.index.storage.vectors import VectorIndexInfo, configure, is_exact
 
 __all__ = ["DATA_FILES", "LEXICAL_FILES", "PassageRow", "StoredIndex", "open_index"]
 # A filtered search on an approximate index scores the allowed passages exactly up to this many.

@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from index.articles import Article, Passage, StoredPassage
-from index.errors import ArticleNotFoundError, InvalidArticleError
+from semsearch.errors import ArticleNotFoundError, InvalidArticleError
+from semsearch.index.reading.articles import Article, Passage, StoredPassage
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from index.articles import Article, StoredPassage
-from index.errors import CorruptIndexError, IndexBusyError, NoIndexError
-from index.lexical import LEXICAL_DIR, LexicalIndex
-from index.manifest import MANIFEST, Manifest, file_sha256
+from semsearch.errors import CorruptIndexError, IndexBusyError, NoIndexError
+from semsearch.index.reading.articles import Article, StoredPassage
+from semsearch.index.storage.lexical import LEXICAL_DIR, LexicalIndex
+from semsearch.index.storage.manifest import MANIFEST, Manifest, file_sha256
 
 CURRENT = "CURRENT"
 LOCK = ".lock"

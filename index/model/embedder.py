@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import ModelLoadError
-from index.onnx_backend import EXPORT_REVISION, ONNX_BACKENDS, OnnxEncoder, cached_model, check_exportable
+from semsearch.errors import ModelLoadError
+from semsearch.index.model.export.onnx_export import EXPORT_REVISION, ONNX_BACKENDS, cached_model, check_exportable
+from semsearch.index.model.onnx_runtime import OnnxEncoder
 
 if TYPE_CHECKING:
-    from index.settings import Settings
+    from semsearch.settings import Settings
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BACKEND = "torch-fp32"

@@ -9,13 +9,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.errors import ConfigError
+from semsearch.errors import ConfigError
 
 ENV_PREFIX = "SEMSEARCH_"
 MODES = ("dense", "lexical", "hybrid")
 FUSIONS = ("weighted", "rrf")
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+APP_NAME = "semsearch"
+
+
+def default_index() -> Path:
+    """The user's data folder (XDG_DATA_HOME on Linux): an installed engine never writes into its own package."""
+    import platformdirs
+
+    return platformdirs.user_data_path(APP_NAME) / "index"
+
+
+def default_model_cache() -> Path:
+    """The user's cache folder (XDG_CACHE_HOME on Linux): converted models can always be made again."""
+    import platformdirs
+
+    return platformdirs.user_cache_path(APP_NAME) / "models"
 
 
 def _default_threads() -> int:
@@ -30,8 +44,11 @@ class Settings:
     """Every knob of the engine; each field reads from SEMSEARCH_<NAME> in the environment."""
 
     index: Path = field(
-        default=REPO_ROOT / "var" / "index",
-        metadata={"help": "Index directory to build and to search."},
+        default_factory=default_index,
+        metadata={
+            "help": "Index directory to build and to search.",
+            "default": "semsearch/index in the user's data folder (~/.local/share on Linux, XDG_DATA_HOME)",
+        },
     )
     model: str = field(
         default="",
@@ -49,8 +66,11 @@ class Settings:
         },
     )
     model_cache: Path = field(
-        default=REPO_ROOT / "var" / "models",
-        metadata={"help": "Folder for converted (ONNX) models, one per model fingerprint and backend."},
+        default_factory=default_model_cache,
+        metadata={
+            "help": "Folder for converted (ONNX) models, one per model fingerprint and backend.",
+            "default": "semsearch/models in the user's cache folder (~/.cache on Linux, XDG_CACHE_HOME)",
+        },
     )
     embed_title: bool = field(
         default=False,
@@ -215,6 +235,7 @@ def describe() -> list[tuple[str, str, str]]:
             default = "number of usable cores"
         if f.metadata.get("secret"):
             default = "(empty)"
+        default = f.metadata.get("default", default)
         rows.append((ENV_PREFIX + f.name.upper(), str(default), str(f.metadata["help"])))
     return rows
 

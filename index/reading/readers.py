@@ -14,9 +14,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from index.articles import Article, ReadReport, id_problem
-from index.dates import normalize_date
-from index.errors import InputPathError
+from semsearch.errors import InputPathError
+from semsearch.index.reading.articles import Article, ReadReport, id_problem
+from semsearch.index.reading.dates import normalize_date
 
 SUPPORTED = (".txt", ".md", ".jsonl", ".json", ".csv", ".html", ".htm")
 _TEXT_FIELDS = ("text", "body", "content")

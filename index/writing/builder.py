@@ -15,18 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from index.articles import Article, Passage, ReadReport, Skipped, id_problem, text_hash
-from index.changes import Plan, assign_ids, plan_changes
-from index.embedder import Embedder, ModelInfo, model_info, resolve_backend
-from index.errors import CorruptIndexError, EmptyCorpusError, IndexMismatchError, InvalidArticleError, NoIndexError
-from index.generations import write_generation, writer_lock
-from index.lexical import LexicalIndex
-from index.manifest import FORMAT_VERSION, Manifest, library_versions
-from index.readers import read_corpus
-from index.settings import Settings
-from index.splitter import split_passages
-from index.store import StoredIndex, open_index
-from index.vectors import VectorIndexInfo, build_vector_index
+from semsearch.errors import CorruptIndexError, EmptyCorpusError, IndexMismatchError, InvalidArticleError, NoIndexError
+from semsearch.index.model.embedder import Embedder, ModelInfo, model_info, resolve_backend
+from semsearch.index.reading.articles import Article, Passage, ReadReport, Skipped, id_problem, text_hash
+from semsearch.index.reading.readers import read_corpus
+from semsearch.index.reading.splitter import split_passages
+from semsearch.index.storage.generations import write_generation, writer_lock
+from semsearch.index.storage.lexical import LexicalIndex
+from semsearch.index.storage.manifest import FORMAT_VERSION, Manifest, library_versions
+from semsearch.index.storage.store import StoredIndex, open_index
+from semsearch.index.storage.vectors import VectorIndexInfo, build_vector_index
+from semsearch.index.writing.changes import Plan, assign_ids, plan_changes
+from semsearch.settings import Settings
 
 # Given the number of passages to embed, returns the callback that reports each embedded chunk.
 ProgressFactory = Callable[[int], Callable[[int], None]]

@@ -8,12 +8,24 @@ import platform
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from index.embedder import ModelInfo
-from index.errors import CorruptIndexError, IndexMismatchError
+from semsearch.errors import CorruptIndexError, IndexMismatchError
 
 FORMAT_VERSION = 3
+
+
+class ModelIdentity(Protocol):
+    """What storage needs to know of a model to refuse a mismatch (the model layer's `ModelInfo` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+
+
 MANIFEST = "manifest.json"
 _VERSIONED = (
     "semsearch",
@@ -83,7 +95,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_model(manifest: Manifest, info: ModelInfo, where: Path) -> None:
+def check_model(manifest: Manifest, info: ModelIdentity, where: Path) -> None:
     """Refuse to query an index with a model other than the one that built it."""
     built = manifest.model
     if built.get("fingerprint") != info.fingerprint or built.get("backend") != info.backend:

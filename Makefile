@@ -29,13 +29,14 @@ run: install index
 	$(BIN)/ask "$(QUESTION)" --index $(INDEX) -k 3
 	@echo "Starting the service on http://$(HOST):$(PORT)/ (search page; API docs at /docs). Try:"
 	@echo "  curl 'http://$(HOST):$(PORT)/search?q=energy%20cooperation%20in%20Central%20Asia&k=3'"
-	@echo "  $(BIN)/ask \"$(QUESTION)\""
+	@echo "  $(BIN)/ask \"$(QUESTION)\" --index $(INDEX)"
 	$(BIN)/semsearch serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
 test: install
+	tools/system-deps
 	$(BIN)/python -m pytest
 
-SOURCES := semsearch index search api benchmarks data tests
+SOURCES := semsearch index search api benchmarks data tests tools
 
 lint: install
 	$(BIN)/ruff check $(SOURCES)

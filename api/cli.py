@@ -117,15 +117,22 @@ def main() -> None:
     help="Index articles from files or folders (.txt .md .jsonl .json .csv .html). On an existing index, "
     "adds new articles and re-indexes changed ones; unchanged passages are not embedded again.",
 )
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @index_option
+@click.option("--demo", is_flag=True, help="Index the bundled news corpus (408 articles) as well as any PATHS.")
 @click.option("--embed-title/--no-embed-title", default=None, help="Embed 'title + paragraph' or the paragraph alone.")
 @click.option("--prune", is_flag=True, help="Also remove indexed articles that are not under PATHS.")
 @click.option("--rebuild", is_flag=True, help="Start from an empty index (needed after changing model or settings).")
 @handle_errors
 def index_command(
-    paths: tuple[Path, ...], index_dir: Path | None, embed_title: bool | None, prune: bool, rebuild: bool
+    paths: tuple[Path, ...], index_dir: Path | None, demo: bool, embed_title: bool | None, prune: bool, rebuild: bool
 ) -> None:
+    if demo:
+        from semsearch.data import NEWS
+
+        paths = (NEWS, *paths)
+    if not paths:
+        raise click.UsageError("give the files or folders to index, or --demo for the bundled news corpus")
     settings = load_settings(index=index_dir, embed_title=embed_title)
     from tqdm import tqdm
 

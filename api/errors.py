@@ -54,6 +54,7 @@ class UnsupportedMediaType(ApiError):
 STATUS: dict[type[domain.SemsearchError], tuple[int, str]] = {
     domain.EmptyQueryError: (422, "empty_query"),
     domain.InvalidFilterError: (422, "invalid_filter"),
+    domain.InvalidSearchError: (422, "invalid_request"),
     domain.InvalidArticleError: (422, "invalid_article"),
     domain.ArticleNotFoundError: (404, "article_not_found"),
     domain.NoIndexError: (503, "no_index"),

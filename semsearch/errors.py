@@ -43,6 +43,10 @@ class ModelLoadError(SemsearchError):
     """The embedding model could not be loaded from its local folder."""
 
 
+class InvalidSearchError(SemsearchError):
+    """A search parameter is outside what is allowed (k, mode, fusion, weight, per-article cap)."""
+
+
 class InvalidFilterError(SemsearchError):
     """A search filter is malformed (a date that is not YYYY-MM-DD, an empty date range)."""
 

@@ -63,7 +63,7 @@ CREATE INDEX passages_by_article ON passages(article_id, ordinal);
 
 
 def build_command_hint(root: Path) -> str:
-    return f"`semsearch index PATH --index {root}`"
+    return f"`semsearch index PATH --index {root}` (or `semsearch index --demo --index {root}` for the bundled news)"
 
 
 def current_generation(root: Path) -> Path:

@@ -35,7 +35,7 @@ def configure_threads(settings: Settings) -> None:
     onnxruntime at `threads` (set where the model loads).
 
     A search, even a batch of them, is too small to split across FAISS threads, and FAISS's idle OpenMP
-    threads spinning beside the model's slowed whole searches from 21 to 24.5 ms (p50, bundled corpus, torch).
+    threads spinning beside the model's would slow every search down.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -71,7 +71,7 @@ index_option = click.option(
     "index_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Index directory (default: $SEMSEARCH_INDEX or var/index in the repo).",
+    help="Index directory (default: $SEMSEARCH_INDEX, else semsearch/index in the user's data folder).",
 )
 
 
@@ -262,9 +262,46 @@ def ask(
 main.add_command(ask)
 
 
+CONFIG_MARKDOWN_HEAD = """# Configuration
+
+Generated from the settings' own help text by `semsearch config --markdown > docs/configuration.md`;
+`tests/test_docs.py` fails when this file and the command's output differ.
+
+Every setting is an environment variable, read once when a command, the server or `Engine.open` starts.
+`semsearch config` prints each one with its current value. On the command line, `--index` overrides
+`SEMSEARCH_INDEX` and `semsearch index --embed-title/--no-embed-title` overrides `SEMSEARCH_EMBED_TITLE`.
+Booleans take `true`/`false` (or `1`/`0`, `yes`/`no`, `on`/`off`), lists are comma-separated, and a value that
+is not allowed stops the command with a message naming the variable, the value and what is allowed.
+`SEMSEARCH_EMBED_TITLE`, `SEMSEARCH_LEXICAL_TITLE` and `SEMSEARCH_MIN_PASSAGE_CHARS` are recorded in the index:
+an update under other values is refused until `semsearch index PATH --rebuild` (see [indexing.md](indexing.md)).
+
+"""
+
+
+def settings_markdown() -> str:
+    """docs/configuration.md: the fixed head, then one table row per setting (variable, default, help)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    def default_cell(default: str) -> str:
+        if not default:
+            return "(empty)"
+        if default in ("True", "False"):
+            default = default.lower()  # as the variable is written
+        return cell(default) if " " in default or default.startswith("(") else f"`{cell(default)}`"
+
+    rows = [f"| `{key}` | {default_cell(default)} | {cell(help_text)} |" for key, default, help_text in describe()]
+    return CONFIG_MARKDOWN_HEAD + "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows]) + "\n"
+
+
 @main.command("config", help="Show every setting, its environment variable, default and current value.")
+@click.option("--markdown", is_flag=True, help="Print the settings as a Markdown table (docs/configuration.md).")
 @handle_errors
-def config() -> None:
+def config(markdown: bool) -> None:
+    if markdown:
+        click.echo(settings_markdown(), nl=False)
+        return
     current = Settings.from_env(os.environ)
     for key, default, help_text in describe():
         value = getattr(current, key.removeprefix("SEMSEARCH_").lower())

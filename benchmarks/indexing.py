@@ -157,7 +157,7 @@ def _rounds(record: Mapping[str, Any]) -> str:
 
 
 def _products_line(products: Mapping[str, Any] | None) -> str:
-    """The Markdown sentence on the matrix products' int8/fp32 speed; empty for records made before it existed."""
+    """The Markdown sentence on the matrix products' int8/fp32 speed; empty for a record without them."""
     if not products:
         return ""
     return (

@@ -1,8 +1,8 @@
 """Fusing a dense and a lexical ranking into one: pure functions over candidate lists held as arrays.
 
-Arrays rather than {id: score} dicts because ranking runs once per query between the model and the reply:
-the same sums in numpy cost about half the time of building and walking dicts. The arithmetic is float64
-and in the same order as the plain formulas, so scores do not depend on the representation.
+Arrays rather than {id: score} dicts because ranking runs once per query between the model and the reply,
+and the same sums in numpy cost less than building and walking dicts. The arithmetic is float64 and in the
+same order as the plain formulas, so scores do not depend on the representation.
 """
 
 from __future__ import annotations

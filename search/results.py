@@ -30,7 +30,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class ArticleView:
-    """An article with its passages in order, for `GET /articles/{id}` and `semsearch show`."""
+    """An article with its passages in order, for `GET /articles/{id}` and `Engine.article`."""
 
     id: str
     title: str

@@ -23,8 +23,8 @@ class OnnxEncoder:
 
     One text runs on a session with `threads` intra-op threads (the lowest latency for one query). Many batches
     run on `threads` one-thread sessions side by side ("lanes"), each lane taking the next batch as soon as it
-    is free: for passages that costs a quarter less CPU than one session splitting every operator across threads,
-    and no lane waits for another. The lane sessions are made on first use; each holds its own copy of the
+    is free: for passages that costs less CPU than one session splitting every operator across threads, and no
+    lane waits for another. The lane sessions are made on first use; each holds its own copy of the
     weights (23 MB for int8 MiniLM).
     """
 

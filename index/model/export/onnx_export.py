@@ -93,7 +93,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> tuple[bool, int]:
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            # Per-channel int8 weights: per-tensor scales lose too much of this model (mean cosine 0.95).
+            # Per-channel int8 weights: per-tensor scales lose too much of this model's accuracy.
             source, result = result, staging / "model.int8.onnx"
             logging.disable(logging.WARNING)  # its advice to pre-process; that step fails on this graph
             handlers = list(logging.root.handlers)  # one of its modules calls logging.basicConfig on import
@@ -120,7 +120,7 @@ def _export(model_path: str, folder: Path, quantize: bool) -> tuple[bool, int]:
 
 def _fuse(source: Path, target: Path, config: Any) -> Path:
     """onnxruntime's transformer fusions for a BERT model: attention, skip + layer norm, bias + GELU and the
-    embedding layer norm each become one operator (about 30% off one query's encoding on 2 cores). Any other
+    embedding layer norm each become one operator, so a short query runs far fewer operators. Any other
     model, or a graph they do not match, stays as exported."""
     if getattr(config, "model_type", None) != "bert":
         return source

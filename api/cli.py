@@ -23,7 +23,8 @@ from semsearch.errors import (
     InvalidFilterError,
     SemsearchError,
 )
-from semsearch.settings import FUSIONS, MODES, Settings, describe
+from semsearch.params import SEARCH_PARAMS, Param
+from semsearch.settings import Settings, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 _USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError, InvalidFilterError, InvalidArticleError)
@@ -200,18 +201,36 @@ def highlighted(text: str, spans: Sequence[tuple[int, int]]) -> str:
     return "".join(parts)
 
 
+def param_type(param: Param[Any]) -> click.ParamType[Any] | None:
+    """The click type of a search parameter: its choices or its range."""
+    if param.choices:
+        return click.Choice(param.choices)
+    if param.low is None or param.high is None:
+        return None
+    if param.kind is int:
+        return click.IntRange(int(param.low), int(param.high))
+    return click.FloatRange(param.low, param.high)
+
+
+def search_options(func: F) -> F:
+    """`ask`'s flags for the search parameters, one per row of `semsearch.params`."""
+    for param in reversed(SEARCH_PARAMS):
+        func = click.option(
+            param.option,
+            param.name,
+            type=param_type(param),
+            default=param.cli_default,
+            show_default=param.cli_default is not None,
+            metavar=param.metavar,
+            help=param.cli_help,
+        )(func)
+    return func
+
+
 @click.command("ask", help="Ask a question; prints the closest passages.")
 @click.argument("question")
-@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many passages.")
+@search_options
 @index_option
-@click.option("--mode", type=click.Choice(MODES), default=None, help="Retrieval mode (default: SEMSEARCH_SEARCH_MODE).")
-@click.option("--fusion", type=click.Choice(FUSIONS), default=None, help="How hybrid fuses the two rankings.")
-@click.option("--weight", type=click.FloatRange(0, 1), default=None, help="Dense share of a hybrid score.")
-@click.option("--per-article", type=click.IntRange(0, 100), default=None, help="Passages per article (0: no limit).")
-@click.option("--date-from", default=None, metavar="YYYY-MM-DD", help="Only articles dated on or after this day.")
-@click.option("--date-to", default=None, metavar="YYYY-MM-DD", help="Only articles dated on or before this day.")
-@click.option("--source", default=None, help="Only articles from this source.")
-@click.option("--article-id", default=None, help="Only passages of this article.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 @handle_errors
 def ask(

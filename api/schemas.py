@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from semsearch.errors import EmptyQueryError
 from semsearch.index.reading.articles import MAX_ID_CHARS
-from semsearch.search.searcher import MAX_K, clean_query
+from semsearch.params import (
+    ARTICLE_ID,
+    DATE_FROM,
+    DATE_TO,
+    FUSION,
+    MODE,
+    PER_ARTICLE,
+    SOURCE,
+    WEIGHT,
+    Fusion,
+    K,
+    Mode,
+    Param,
+)
+from semsearch.search.searcher import clean_query
 
 MAX_QUERY_CHARS = 1000
 MAX_BATCH = 1000
@@ -17,49 +31,56 @@ QUERY_HELP = "The question: 1 to 1,000 characters after trimming, not only white
 QUERY_SCHEMA: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": r"\S"}
 
 
-Mode = Literal["dense", "lexical", "hybrid"]
-Fusion = Literal["weighted", "rrf"]
-DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-# One description per search parameter, shared by GET's query parameters and POST's body.
-PARAM_HELP = {
-    "k": "How many passages to return.",
-    "mode": "dense (embeddings), lexical (BM25) or hybrid (both fused); default from the server's settings.",
-    "fusion": "How hybrid fuses: weighted (normalised scores) or rrf (reciprocal rank fusion).",
-    "weight": "Dense share of a hybrid score, 0 to 1.",
-    "per_article": "At most this many passages per article (0: no limit).",
-    "date_from": "Only articles dated on or after this day (YYYY-MM-DD).",
-    "date_to": "Only articles dated on or before this day (YYYY-MM-DD).",
-    "source": "Only articles from this source (case-insensitive).",
-    "article_id": "Only passages of this article.",
-}
+def param_field(param: Param[Any]) -> Any:
+    """The pydantic field of a search parameter, from its row of `semsearch.params`. Left out, a parameter that a
+    server setting defaults is None: the server fills it in."""
+    return Field(
+        None if param.setting else param.default,
+        ge=param.low,
+        le=param.high,
+        pattern=param.pattern,
+        max_length=param.max_length,
+        description=param.help,
+    )
 
 
+# POST /search's body: the question and every search parameter (a docstring would add to the OpenAPI schema).
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)
-    k: int = Field(10, ge=1, le=MAX_K, description=PARAM_HELP["k"])
-    mode: Mode | None = Field(None, description=PARAM_HELP["mode"])
-    fusion: Fusion | None = Field(None, description=PARAM_HELP["fusion"])
-    weight: float | None = Field(None, ge=0, le=1, description=PARAM_HELP["weight"])
-    per_article: int | None = Field(None, ge=0, le=MAX_K, description=PARAM_HELP["per_article"])
-    date_from: str | None = Field(None, pattern=DAY_PATTERN, description=PARAM_HELP["date_from"])
-    date_to: str | None = Field(None, pattern=DAY_PATTERN, description=PARAM_HELP["date_to"])
-    source: str | None = Field(None, max_length=200, description=PARAM_HELP["source"])
-    article_id: str | None = Field(None, max_length=1000, description=PARAM_HELP["article_id"])
+    k: int = param_field(K)
+    mode: Mode | None = param_field(MODE)
+    fusion: Fusion | None = param_field(FUSION)
+    weight: float | None = param_field(WEIGHT)
+    per_article: int | None = param_field(PER_ARTICLE)
+    date_from: str | None = param_field(DATE_FROM)
+    date_to: str | None = param_field(DATE_TO)
+    source: str | None = param_field(SOURCE)
+    article_id: str | None = param_field(ARTICLE_ID)
 
-    @field_validator("query")
-    @classmethod
-    def _query_length(cls, value: str) -> str:
-        if "\x00" in value:
+    @model_validator(mode="after")
+    def _clean_question(self) -> Self:
+        """Checked once the fields are valid, so that the message names no field: the question is `query` in a
+        body and `q` in a query string."""
+        if "\x00" in self.query:
             raise ValueError("query must not contain NUL characters")
         try:
-            cleaned = clean_query(value)
+            cleaned = clean_query(self.query)
         except EmptyQueryError:
             raise ValueError(f"query is empty: give 1 to {MAX_QUERY_CHARS} characters") from None
         if len(cleaned) > MAX_QUERY_CHARS:
             raise ValueError(f"query is {len(cleaned)} characters long: give at most {MAX_QUERY_CHARS}")
-        return cleaned
+        self.query = cleaned
+        return self
+
+
+class SearchQuery(SearchRequest):
+    """GET /search's query string: the same model with the question named `q`; unknown parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: str = Field(alias="q", description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)
 
 
 class HitOut(BaseModel):

@@ -16,22 +16,23 @@ from semsearch.index.model.embedder import Embedder, model_info
 from semsearch.index.storage.lexical import ANALYZER
 from semsearch.index.storage.manifest import check_dimension, check_model
 from semsearch.index.storage.store import StoredIndex, open_index
+from semsearch.params import FUSION, MODE, PER_ARTICLE, WEIGHT, K
+from semsearch.params import MAX_K as MAX_K
 from semsearch.search.diversify import Pick, diversify
 from semsearch.search.filters import Filters
 from semsearch.search.fusion import Candidates, best_first, fuse
 from semsearch.search.highlight import highlight_spans, query_terms
 from semsearch.search.results import ArticleView, Hit
-from semsearch.settings import BACKENDS, FUSIONS, MODES, Settings
+from semsearch.settings import BACKENDS, Settings
 
-MAX_K = 100
 # Candidates taken from each retriever before fusion, the article blend and diversification.
 MIN_CANDIDATES = 100
 Vectors = npt.NDArray[np.float32]
 
 
 def check_k(k: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be between 1 and {MAX_K}")
+    if not K.accepts(k):
+        raise ValueError(f"k must be {K.allowed()}")
 
 
 def clean_query(query: str) -> str:
@@ -47,22 +48,17 @@ def clean_query(query: str) -> str:
 class SearchOptions:
     """How to rank: defaults come from Settings; a request may change any of them."""
 
-    mode: str = "hybrid"
-    fusion: str = "weighted"
-    weight: float = 0.5
-    per_article: int = 2
+    mode: str = MODE.default
+    fusion: str = FUSION.default
+    weight: float = WEIGHT.default
+    per_article: int = PER_ARTICLE.default
     duplicate_threshold: float = 0.95
     filters: Filters = field(default_factory=Filters)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}")
-        if not 0.0 <= self.weight <= 1.0:
-            raise ValueError("weight must be between 0 and 1")
-        if not 0 <= self.per_article <= MAX_K:
-            raise ValueError(f"per_article must be between 0 and {MAX_K}")
+        for param in (MODE, FUSION, WEIGHT, PER_ARTICLE):
+            if not param.accepts(getattr(self, param.name)):
+                raise ValueError(f"{param.name} must be {param.allowed()}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchOptions:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from semsearch.errors import ConfigError
+from semsearch.params import FUSION, MODE, PER_ARTICLE, SEARCH_PARAMS, WEIGHT
+from semsearch.params import FUSIONS as FUSIONS  # re-exported: search/fusion.py and tests read them here
+from semsearch.params import MODES as MODES
 
 ENV_PREFIX = "SEMSEARCH_"
-MODES = ("dense", "lexical", "hybrid")
-FUSIONS = ("weighted", "rrf")
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
 APP_NAME = "semsearch"
 
@@ -88,22 +89,22 @@ class Settings:
         },
     )
     search_mode: str = field(
-        default="hybrid",
+        default=MODE.default,
         metadata={"help": "Default retrieval: dense (embeddings), lexical (BM25) or hybrid (both, fused)."},
     )
     fusion: str = field(
-        default="weighted",
+        default=FUSION.default,
         metadata={
             "help": "How hybrid fuses the two rankings: weighted (min-max normalised scores) or rrf "
             "(reciprocal rank fusion, k=60)."
         },
     )
     hybrid_weight: float = field(
-        default=0.5,
+        default=WEIGHT.default,
         metadata={"help": "Dense share of a hybrid score, 0 to 1 (the lexical share is the rest)."},
     )
     per_article: int = field(
-        default=2,
+        default=PER_ARTICLE.default,
         metadata={"help": "At most this many passages of one article in a result list (0: no limit)."},
     )
     duplicate_threshold: float = field(
@@ -176,22 +177,13 @@ class Settings:
             value = getattr(self, name)
             if value < low:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}={value} is not allowed: use an integer >= {low}")
-        if self.search_mode not in MODES:
-            raise ConfigError(
-                f"{ENV_PREFIX}SEARCH_MODE={self.search_mode!r} is not allowed: use one of {', '.join(MODES)}"
-            )
+        for param in SEARCH_PARAMS:  # the server's defaults for search parameters, in their ranges
+            if param.setting is not None and not param.accepts(value := getattr(self, param.setting)):
+                raise ConfigError(
+                    f"{ENV_PREFIX}{param.setting.upper()}={value!r} is not allowed: use {param.allowed()}"
+                )
         if self.backend not in BACKENDS:
             raise ConfigError(f"{ENV_PREFIX}BACKEND={self.backend!r} is not allowed: use one of {', '.join(BACKENDS)}")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"{ENV_PREFIX}FUSION={self.fusion!r} is not allowed: use one of {', '.join(FUSIONS)}")
-        if not 0.0 <= self.hybrid_weight <= 1.0:
-            raise ConfigError(
-                f"{ENV_PREFIX}HYBRID_WEIGHT={self.hybrid_weight} is not allowed: use a number from 0 to 1"
-            )
-        if not 0 <= self.per_article <= 100:
-            raise ConfigError(
-                f"{ENV_PREFIX}PER_ARTICLE={self.per_article} is not allowed: use an integer from 0 to 100"
-            )
         if not 0.0 < self.duplicate_threshold <= 2.0:
             raise ConfigError(
                 f"{ENV_PREFIX}DUPLICATE_THRESHOLD={self.duplicate_threshold} is not allowed: "

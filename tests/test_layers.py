@@ -2,8 +2,9 @@
 
 Between layers: benchmarks -> api -> search -> index. Inside `index`: `reading` is pure (nothing else of the
 index), `model` and `storage` know only `reading` and not each other, the ONNX export knows nothing of the
-runtime, and `writing` is the only code that uses model and storage together. The package root's settings and
-errors serve every layer and import no layer; `engine` (the Python API) stands on search and index.
+runtime, and `writing` is the only code that uses model and storage together. The package root's settings,
+errors and search parameters serve every layer and import no layer; `engine` (the Python API) stands on search
+and index.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ROOTS = {
     "semsearch.benchmarks": Path(semsearch.benchmarks.__file__).parent,
     "semsearch": Path(semsearch.__file__).parent,
 }
-ROOT_MODULES = {"semsearch", "semsearch.settings", "semsearch.errors", "semsearch.data"}
+ROOT_MODULES = {"semsearch", "semsearch.settings", "semsearch.errors", "semsearch.params", "semsearch.data"}
 # What each part may import of the package, besides itself and the root's settings and errors.
 ALLOWED: dict[str, set[str]] = {
     "semsearch.index.reading": set(),
@@ -40,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "semsearch.benchmarks": {"semsearch.api", "semsearch.search", "semsearch.index", "semsearch.engine"},
     "semsearch.settings": set(),
     "semsearch.errors": set(),
+    "semsearch.params": set(),
     "semsearch.data": set(),
     "semsearch": {"semsearch.engine"},  # the public surface re-exports the engine, imported on first use
 }
@@ -110,6 +112,7 @@ def test_imports_only_go_down() -> None:
         ("semsearch.index.writing.builder", "semsearch.search.searcher"),  # nor index call up
         ("semsearch.search.live", "semsearch.api.app"),
         ("semsearch.settings", "semsearch.index.storage.store"),
+        ("semsearch.params", "semsearch.search.searcher"),  # the parameter table stands below every layer
     ],
 )
 def test_the_walk_sees_each_forbidden_import(module: str, imports: str) -> None:

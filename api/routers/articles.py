@@ -1,0 +1,104 @@
+"""Articles: read one with its passages; add, replace and remove them (bearer token)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, Request
+
+from semsearch.api.deps import WRITER, SearcherDep, require_writer, responses
+from semsearch.api.errors import NotFound
+from semsearch.api.schemas import ArticleBatchIn, ArticleIn, ArticleOut, PassageOut, WriteOut
+from semsearch.errors import InvalidArticleError
+from semsearch.index.reading.articles import Article
+from semsearch.index.reading.readers import article_from_record
+from semsearch.index.writing.builder import BuildSummary, delete_articles, write_articles
+from semsearch.search.live import LiveSearcher
+
+router = APIRouter()
+
+
+def to_article(item: ArticleIn, where: str) -> Article:
+    try:
+        return article_from_record(item.model_dump(exclude_none=True), item.id, where)
+    except ValueError as exc:
+        raise InvalidArticleError(f"{where}: {exc}") from None
+
+
+def write_out(summary: BuildSummary) -> WriteOut:
+    return WriteOut(
+        generation=summary.generation,
+        articles=summary.articles,
+        passages=summary.passages,
+        added=summary.added,
+        updated=summary.updated,
+        removed=summary.removed,
+        unchanged=summary.unchanged,
+        embedded=summary.embedded,
+        reused=summary.reused,
+        index_type=summary.vector_index.type if summary.vector_index else None,
+    )
+
+
+def run_write(request: Request, upserts: Sequence[Article], deletes: Sequence[str] = ()) -> WriteOut:
+    """One write at a time from this server (others queue); another process writing gives 409."""
+    state = request.app.state
+    live: LiveSearcher = state.live
+    with state.write_lock:
+        summary = (
+            write_articles(state.settings, upserts, embedder=live.embedder)
+            if upserts
+            else delete_articles(state.settings, deletes, embedder=live.embedder)
+        )
+        if summary.generation is not None:
+            live.refresh()  # the response's generation is the one served from now on
+    return write_out(summary)
+
+
+@router.get("/articles/{article_id:path}", response_model=ArticleOut, summary="An article and its passages")
+def get_article(engine: SearcherDep, article_id: str) -> ArticleOut:
+    article = engine.article(article_id)
+    if article is None:
+        raise NotFound(f"No article with id {article_id!r}")
+    passages = [
+        PassageOut(passage_id=pid, offsets=span, text=article.body[span[0] : span[1]]) for pid, span in article.passages
+    ]
+    fields = asdict(article)
+    fields["passages"] = passages
+    return ArticleOut(**fields)
+
+
+@router.post(
+    "/articles",
+    response_model=WriteOut,
+    summary="Add or replace a batch of articles (bearer token)",
+    dependencies=WRITER,
+    responses=responses(401, 403, 409, 415),
+)
+def post_articles(request: Request, batch: ArticleBatchIn) -> WriteOut:
+    return run_write(request, [to_article(a, f"articles[{n}]") for n, a in enumerate(batch.articles)])
+
+
+@router.put(
+    "/articles/{article_id:path}",
+    response_model=WriteOut,
+    summary="Add or replace one article (bearer token)",
+    dependencies=WRITER,
+    responses=responses(401, 403, 409, 415),
+)
+def put_article(request: Request, article_id: str, article: ArticleIn) -> WriteOut:
+    if article.id != article_id:
+        raise InvalidArticleError(f"The body's id {article.id!r} is not the id in the path {article_id!r}")
+    return run_write(request, [to_article(article, "body")])
+
+
+@router.delete(
+    "/articles/{article_id:path}",
+    response_model=WriteOut,
+    summary="Remove an article (bearer token)",
+    dependencies=[Depends(require_writer)],
+    responses=responses(401, 403, 409),
+)
+def delete_article(request: Request, article_id: str) -> WriteOut:
+    return run_write(request, [], [article_id])

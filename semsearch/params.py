@@ -1,0 +1,148 @@
+"""The search parameters, each defined once: name, range, default and help.
+
+The HTTP schema (`api/schemas.py`), the `ask` options (`api/cli.py`), `SearchOptions` (`search/searcher.py`)
+and the `Settings` that hold a server's defaults all read this table, so a bound changes in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, get_args
+
+T = TypeVar("T")
+
+Mode = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["weighted", "rrf"]
+MODES: tuple[str, ...] = get_args(Mode)
+FUSIONS: tuple[str, ...] = get_args(Fusion)
+MAX_K = 100
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Param(Generic[T]):
+    """One search parameter. A request that leaves it out gets `default`, or, where `setting` names a field of
+    `Settings`, that setting (whose own default is `default`). `help` documents HTTP, `cli_help` the `ask` flag."""
+
+    name: str
+    kind: type[int] | type[float] | type[str]
+    default: T
+    help: str
+    cli_help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    max_length: int | None = None
+    setting: str | None = None
+    flag: str | None = None
+    cli_default: T | None = None
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        """The `ask` flag: `--per-article` for `per_article`, unless `flag` says otherwise."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """What the parameter accepts, for messages: "one of dense, lexical, hybrid", "an integer from 1 to 100"."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.low is not None and self.high is not None:
+            return f"{'an integer' if self.kind is int else 'a number'} from {self.low} to {self.high}"
+        return "any text" if self.max_length is None else f"at most {self.max_length} characters"
+
+    def accepts(self, value: Any) -> bool:
+        """Whether `value` is in range (or one of the choices); the type is the caller's to check."""
+        if self.choices:
+            return value in self.choices
+        if self.low is not None and self.high is not None:
+            return bool(self.low <= value <= self.high)
+        return True
+
+
+K: Param[int] = Param(
+    name="k",
+    kind=int,
+    default=10,
+    low=1,
+    high=MAX_K,
+    flag="-k",
+    cli_default=5,
+    help="How many passages to return.",
+    cli_help="How many passages.",
+)
+MODE: Param[str] = Param(
+    name="mode",
+    kind=str,
+    default="hybrid",
+    choices=MODES,
+    setting="search_mode",
+    help="dense (embeddings), lexical (BM25) or hybrid (both fused); default from the server's settings.",
+    cli_help="Retrieval mode (default: SEMSEARCH_SEARCH_MODE).",
+)
+FUSION: Param[str] = Param(
+    name="fusion",
+    kind=str,
+    default="weighted",
+    choices=FUSIONS,
+    setting="fusion",
+    help="How hybrid fuses: weighted (normalised scores) or rrf (reciprocal rank fusion).",
+    cli_help="How hybrid fuses the two rankings.",
+)
+WEIGHT: Param[float] = Param(
+    name="weight",
+    kind=float,
+    default=0.5,
+    low=0,
+    high=1,
+    setting="hybrid_weight",
+    help="Dense share of a hybrid score, 0 to 1.",
+    cli_help="Dense share of a hybrid score.",
+)
+PER_ARTICLE: Param[int] = Param(
+    name="per_article",
+    kind=int,
+    default=2,
+    low=0,
+    high=MAX_K,
+    setting="per_article",
+    help="At most this many passages per article (0: no limit).",
+    cli_help="Passages per article (0: no limit).",
+)
+DATE_FROM: Param[str | None] = Param(
+    name="date_from",
+    kind=str,
+    default=None,
+    pattern=DAY_PATTERN,
+    metavar="YYYY-MM-DD",
+    help="Only articles dated on or after this day (YYYY-MM-DD).",
+    cli_help="Only articles dated on or after this day.",
+)
+DATE_TO: Param[str | None] = Param(
+    name="date_to",
+    kind=str,
+    default=None,
+    pattern=DAY_PATTERN,
+    metavar="YYYY-MM-DD",
+    help="Only articles dated on or before this day (YYYY-MM-DD).",
+    cli_help="Only articles dated on or before this day.",
+)
+SOURCE: Param[str | None] = Param(
+    name="source",
+    kind=str,
+    default=None,
+    max_length=200,
+    help="Only articles from this source (case-insensitive).",
+    cli_help="Only articles from this source.",
+)
+ARTICLE_ID: Param[str | None] = Param(
+    name="article_id",
+    kind=str,
+    default=None,
+    max_length=1000,
+    help="Only passages of this article.",
+    cli_help="Only passages of this article.",
+)
+# In the order HTTP documents them and `ask --help` lists them.
+SEARCH_PARAMS: tuple[Param[Any], ...] = (K, MODE, FUSION, WEIGHT, PER_ARTICLE, DATE_FROM, DATE_TO, SOURCE, ARTICLE_ID)

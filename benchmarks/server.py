@@ -33,18 +33,7 @@ def serve_index(index: Path, extra_env: Mapping[str, str] | None = None, timeout
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://{LOOPBACK}:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read() if process.stderr else ''}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).json().get("index_loaded"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not load its index within {timeout:.0f} s")
-            time.sleep(0.3)
+        wait_until_loaded(process, base, timeout)
         yield base
     finally:
         process.terminate()
@@ -55,3 +44,19 @@ def serve_index(index: Path, extra_env: Mapping[str, str] | None = None, timeout
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def wait_until_loaded(process: subprocess.Popen[str], base: str, timeout: float) -> None:
+    """Poll `base`/health until the server says its index is loaded; raise if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).json().get("index_loaded"):
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not load its index within {timeout:.0f} s")
+        time.sleep(0.3)

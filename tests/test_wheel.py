@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from semsearch.benchmarks.server import LOOPBACK, free_port
+from semsearch.benchmarks.server import LOOPBACK, free_port, wait_until_loaded
 from tests.helpers import GV_RECORDS, REPO_ROOT, jsonl, write_corpus
 
 QUESTION = "energy cooperation in Central Asia"
@@ -122,7 +121,7 @@ def test_demo_then_ask_and_serve_from_anywhere(venv: Path, demo: tuple[dict[str,
     )
     try:
         base = f"http://{LOOPBACK}:{port}"
-        wait_until_loaded(server, base)
+        wait_until_loaded(server, base, timeout=600)
         body = httpx.get(f"{base}/search", params={"q": QUESTION, "k": 3}, timeout=60).json()
         assert body["hits"][0]["article_id"] == "china-kazakhstan-cooperation.txt"
         assert "<form" in httpx.get(f"{base}/", timeout=60).text
@@ -141,17 +140,3 @@ def test_index_a_folder_of_ones_own(venv: Path, demo: tuple[dict[str, str], Path
     title = str(GV_RECORDS[1]["title"])
     hits = json.loads(run(venv, ["ask", title, "--index", str(index), "-k", "1", "--json"], env, elsewhere).stdout)
     assert hits[0]["article_id"] == GV_RECORDS[1]["_id"]
-
-
-def wait_until_loaded(server: subprocess.Popen[str], base: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"server exited: {server.stderr.read() if server.stderr else ''}")
-        try:
-            if httpx.get(f"{base}/health", timeout=5).json().get("index_loaded"):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"server did not load its index within {timeout:.0f} s")

@@ -114,9 +114,6 @@ def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
         "disk_bytes": footprint["disk_bytes"],
         "memory_bytes": footprint["memory_bytes"],
         "products": {k: v for k, v in products.items() if k not in ("process_seconds", "peak_rss_bytes")},
-        # The build's speed-up beyond what the int8 kernels alone give this CPU (less padding, lanes, a leaner
-        # graph): both ratios come from this run, so this one says more about the engine than about the CPU.
-        "ratio_embed_vs_products": round(ours_rate / base_rate / float(products["ratio_int8_vs_fp32"]), 3),
     }
 
 

@@ -3,6 +3,8 @@ traceback, and nothing already indexed is lost."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +74,10 @@ HTTP_CASES: list[tuple[str, tuple[str, str, dict[str, Any]], int, str | None]] =
     ("bad date in an article", ("POST", "/articles", {"json": {"articles": [{**ARTICLE, "date": "yesterday"}]},
      "headers": AUTH}), 422, "invalid_article"),
     ("bad date filter", search("energy", date_from="2024-02-30"), 422, "invalid_filter"),
+    ("lone surrogate in a body", ("POST", "/articles", {"content": b'{"articles": [{"id": "s-1", "body": "text '
+     b'\\ud800 more"}]}', "headers": {**JSON, **AUTH}}), 422, "invalid_article"),
+    ("a number as a date", ("POST", "/articles", {"json": {"articles": [{**ARTICLE, "date": 1e300}]},
+     "headers": AUTH}), 422, "invalid_request"),
 ]  # fmt: skip
 
 
@@ -107,6 +113,25 @@ def test_http_bad_input(
     # Nothing already indexed is lost, and the same question gets the same answer.
     assert client.get("/stats").json()["generation"] == before["stats"]["generation"]
     assert client.get("/search", params={"q": QUESTION}).json()["hits"] == before["hits"]
+
+
+@pytest.mark.parametrize(
+    ("field", "kind", "says"),
+    [
+        *[(f, "invalid_article", f"{f} holds a lone surrogate (U+D800)") for f in ("body", "title", "source", "url")],
+        ("tags", "invalid_article", "tags holds a lone surrogate (U+D800)"),  # a field kept as metadata
+        ("id", "invalid_request", "id: Input should be a valid string"),  # refused by the schema itself
+    ],
+)
+def test_http_a_field_that_is_not_unicode_text_is_named(
+    client: TestClient, before: dict[str, Any], field: str, kind: str, says: str
+) -> None:
+    body = json.dumps({"articles": [{**ARTICLE, field: "text \ud800 more"}]}).encode()  # the JSON escape \ud800
+    response = client.post("/articles", content=body, headers={**JSON, **AUTH})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["type"] == kind
+    assert says in response.json()["error"]["message"]
+    assert client.get("/stats").json()["generation"] == before["stats"]["generation"]
 
 
 def test_the_matrix_is_wide_enough() -> None:
@@ -177,3 +202,20 @@ def test_cli_writes_that_skip_records_keep_the_rest(cli_index: Path, gv_settings
     finally:
         stored.close()
     assert {str(r["_id"]) for r in GV_RECORDS[:4]} | {"dup", "l.txt"} == ids
+
+
+def test_cli_files_whose_names_cannot_be_ids_are_skipped_and_the_rest_indexed(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", {"good.txt": "Grain\n\nGrain exports through the port of Aktau."})
+    for name in (b"caf\xe9.txt", b"new\nline.txt", b" lead.md"):
+        (corpus / os.fsdecode(name)).write_bytes(b"Title\n\nA body that is never read: the name cannot be an id.")
+    result = run("semsearch", "index", str(corpus), index=tmp_path / "index")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "3 skipped" in result.stdout
+    assert "caf\\xe9.txt: the file name is not valid UTF-8 (byte 0xE9)" in result.stderr
+    assert "new\\nline.txt: the file name cannot be an article id: the id holds a control character" in result.stderr
+    assert " lead.md: the file name cannot be an article id: the id starts or ends with whitespace" in result.stderr
+    stored = open_index(tmp_path / "index")
+    try:
+        assert stored.article_ids == ["good.txt"]
+    finally:
+        stored.close()

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from semsearch.index.storage.lexical import ANALYZER, Analyzer, LexicalIndex
+from semsearch.index.model.embedder import Embedder
+from semsearch.index.reading.readers import article_from_record
+from semsearch.index.storage.generations import current_generation
+from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER, Analyzer, LexicalIndex
+from semsearch.index.storage.manifest import MANIFEST
+from semsearch.index.writing.builder import write_articles
 from semsearch.search.highlight import highlight_spans, query_terms
+from semsearch.search.searcher import Searcher
+from semsearch.settings import Settings
+from tests.helpers import GV_RECORDS
 
 DOCS = [
     "Kazakhstan and China sign energy agreements on oil pipelines.",
@@ -69,3 +80,37 @@ def test_highlights_of_a_remembered_passage_follow_each_query() -> None:
     again = highlight_spans(text, query_terms("Central Asian energies"))  # same text, analysed once
     assert [text[s:e] for s, e in first] == ["gas", "pipeline"]
     assert [text[s:e] for s, e in again] == ["Energies", "Central", "Asian"]
+
+
+def test_a_corpus_without_a_single_term_builds_and_matches_nothing() -> None:
+    index = LexicalIndex.build(["0", "a b", "!!"])  # no word of two characters: bm25s had an empty vocabulary
+    assert index.size == 3
+    assert index.search(ANALYZER.terms("a b 0 anything"), k=10)[1].size == 0
+
+
+def test_fullwidth_halfwidth_and_case_folded_forms_give_the_same_terms() -> None:
+    wide = ANALYZER.terms("ＥＮＥＲＧＹ Ｐｉｐｅｌｉｎｅｓ")
+    assert wide == ANALYZER.terms("energy pipelines") == ["energi", "pipelin"]
+    assert ANALYZER.terms("STRASSE") == ANALYZER.terms("Straße")
+    index = LexicalIndex.build(["Ｅｎｅｒｇｙ in Asia", "Kenya journalists"])
+    assert index.search(ANALYZER.terms("energy"), k=10)[1].tolist() == [0]
+
+
+def test_an_index_analysed_by_another_version_says_so_until_its_next_write(
+    gv_settings: Settings, embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = gv_settings.replace(index=tmp_path / "index")
+    shutil.copytree(gv_settings.index, settings.index)
+    manifest = current_generation(settings.index) / MANIFEST
+    assert json.loads(manifest.read_text())["settings"]["lexical_analysis"] == ANALYSIS_VERSION
+    Searcher.open(settings, embedder).close()
+    assert "analysed for BM25 by an earlier version" not in caplog.text
+    data = json.loads(manifest.read_text())
+    del data["settings"]["lexical_analysis"]  # as an index written before the version was recorded
+    manifest.write_text(json.dumps(data))
+    Searcher.open(settings, embedder).close()
+    assert "analysed for BM25 by an earlier version" in caplog.text
+    write_articles(settings, [article_from_record(GV_RECORDS[5], "x", "test")], embedder=embedder)
+    caplog.clear()
+    Searcher.open(settings, embedder).close()
+    assert "analysed for BM25 by an earlier version" not in caplog.text

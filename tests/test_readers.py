@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from semsearch.errors import InputPathError
 from semsearch.index.reading.articles import ReadReport
-from semsearch.index.reading.readers import read_corpus
-from tests.helpers import write_corpus
+from semsearch.index.reading.readers import article_from_record, read_corpus
+from tests.helpers import jsonl, write_corpus
 
 IGNORE = ("README*", ".*")
 
@@ -151,3 +152,101 @@ def test_single_file_path_and_missing_path(tmp_path: Path) -> None:
     assert [a.id for a in read_corpus([root / "dir" / "a.txt"], IGNORE, report)] == ["a.txt"]
     with pytest.raises(InputPathError, match="nope"):
         list(read_corpus([root / "nope"], IGNORE, report))
+
+
+def test_a_record_no_value_can_store_is_skipped_with_its_line_and_the_rest_is_read(tmp_path: Path) -> None:
+    good = json.dumps({"id": "good", "text": "Body that is fine."})
+    lines = [
+        json.dumps({"id": "huge-date", "text": "x", "date": 1e300}),  # OverflowError in fromtimestamp
+        "[" * 100_000 + "]" * 100_000,  # RecursionError in json.loads
+        '{"id": "surrogate", "text": "text \\ud800 more"}',  # cannot be encoded as UTF-8
+        '{"id": "big", "text": "x", "n": 1' + "0" * 5000 + "}",  # ValueError: over 4,300 digits
+        '{"id": "nan", "text": "x", "score": NaN}',
+        json.dumps({"id": "deep", "text": "x", "tree": json.loads("[" * 200 + "]" * 200)}),
+        '{"id": "key", "text": "x", "\\udc80": 1}',
+        good,
+    ]
+    root = write_corpus(tmp_path, {"feed.jsonl": "\n".join(lines)})
+    articles, report = read(root)
+    assert set(articles) == {"good"}
+    reasons = {int(s.where.rsplit(":", 1)[1]): s.reason for s in report.skipped}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7]
+    assert "is not a date" in reasons[1] and "UTC" in reasons[1]
+    assert reasons[2] == "malformed JSON: nested too deeply to read"
+    assert reasons[3].startswith("text holds a lone surrogate (U+D800) at character 6")
+    assert reasons[4].startswith("malformed JSON") and "4300 digits" in reasons[4]
+    assert reasons[5] == "score is nan, a number JSON cannot carry"
+    assert "nested deeper than 64 levels" in reasons[6]
+    assert reasons[7] == "a field name is not Unicode text"
+
+
+def test_a_posted_record_names_the_field_that_is_not_unicode() -> None:
+    with pytest.raises(ValueError, match=r"^title holds a lone surrogate \(U\+DFFF\)"):
+        article_from_record({"id": "a", "title": "t\udfff", "body": "text"}, "a", "body")
+    with pytest.raises(ValueError, match=r"^tags\[1\] holds a lone surrogate"):
+        article_from_record({"id": "a", "body": "text", "tags": ["ok", "\ud800"]}, "a", "body")
+
+
+def test_a_csv_field_over_the_csv_module_limit_is_read_and_so_is_every_row_after(tmp_path: Path) -> None:
+    long = "word " * 40_000  # 200,000 characters; the csv module's default limit is 131,072
+    root = write_corpus(tmp_path, {"news.csv": f'id,text\n1,one\n2,"{long}"\n3,three\n4,\n'})
+    articles, report = read(root)
+    assert set(articles) == {"1", "2", "3"}
+    assert articles["2"].body == long.strip()
+    assert [(Path(s.where).name, s.reason.split(":")[0]) for s in report.skipped] == [("news.csv:5", "no text")]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        (b"caf\xe9.txt", "the file name is not valid UTF-8 (byte 0xE9)"),
+        (b"line\nbreak.txt", "the id holds a control character (U+000A) at character 5"),
+        (b" leading.txt", "the id starts or ends with whitespace"),
+        ("zero\u200bwidth.md".encode(), "an invisible formatting character (U+200B)"),
+        ("nb\u00a0space.html".encode(), "a space other than U+0020 (U+00A0)"),
+    ],
+)
+def test_a_file_whose_name_cannot_be_an_id_is_skipped_with_the_true_reason(
+    tmp_path: Path, name: bytes, reason: str
+) -> None:
+    root = write_corpus(tmp_path, {"good.txt": "Title\n\nBody"})
+    content = b"<p>Body</p>" if name.endswith(b".html") else b"Title\n\nBody"
+    with open(os.path.join(os.fsencode(root), name), "wb") as handle:
+        handle.write(content)
+    articles, report = read(root)
+    assert set(articles) == {"good.txt"}
+    (skipped,) = report.skipped
+    assert reason in skipped.reason and "rename" in skipped.reason
+    assert skipped.where.isprintable() and skipped.where.encode("utf-8")
+    assert "control characters" not in skipped.reason or b"\n" in name
+
+
+def test_records_of_a_badly_named_file_with_their_own_ids_are_read(tmp_path: Path) -> None:
+    with open(os.path.join(os.fsencode(tmp_path), b"feed\xff.jsonl"), "wb") as handle:
+        handle.write(b'{"id": "own", "text": "Body"}\n{"text": "No id"}\n')
+    articles, report = read(tmp_path)
+    assert set(articles) == {"own"}
+    assert articles["own"].path == str(tmp_path / "feed") + "\\xff.jsonl:1"
+    (skipped,) = report.skipped
+    assert skipped.where.endswith("feed\\xff.jsonl:2") and "not valid UTF-8 (byte 0xFF)" in skipped.reason
+
+
+def test_ids_are_nfc_so_composed_and_decomposed_names_are_one_article(tmp_path: Path) -> None:
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    root = write_corpus(
+        tmp_path,
+        {
+            f"{decomposed}.txt": "Title\n\nBody",
+            "feed.jsonl": jsonl([{"id": decomposed, "text": "One"}, {"id": composed, "text": "Two"}]),
+        },
+    )
+    articles, _ = read(root)
+    assert set(articles) == {f"{composed}.txt", composed}
+
+
+def test_a_pipe_is_skipped_not_read(tmp_path: Path) -> None:
+    root = write_corpus(tmp_path, {"good.txt": "Title\n\nBody"})
+    os.mkfifo(root / "pipe.txt")
+    articles, report = read(root)
+    assert set(articles) == {"good.txt"}
+    assert [s.reason for s in report.skipped] == ["not a regular file (a folder, pipe, socket or device)"]

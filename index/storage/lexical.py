@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from semsearch.index.reading.folding import fold, folded_clusters
+
 # Lucene's English stop words (bm25s ships the same list); word pattern as in scikit-learn and bm25s.
 STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there "  # noqa: SIM905
@@ -21,12 +23,20 @@ STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"\b\w\w+\b")
 LEXICAL_DIR = "lexical"
+# The version of `Analyzer`, recorded in each manifest's build settings: an index recorded with another one (or
+# none) matches some words differently until its next write, which analyses every passage afresh.
+ANALYSIS_VERSION = 2
 
 
 class Analyzer:
-    """Lower-cased words of two or more characters, stop words dropped, Snowball-stemmed.
+    """Folded words of two or more characters, stop words dropped, Snowball-stemmed.
 
-    Stems are remembered per lower-cased word: highlighting analyses hit texts on every query, and a lookup
+    Text is folded before it is split into words (NFKC and case folding, `folding.fold`), the same for
+    passages and queries, so fullwidth and halfwidth forms, composed and decomposed accents, "ß" and "ss"
+    give the same terms either way round. Highlight spans fold each cluster (a character and those that
+    normalisation joins to it) on its own, which finds the same words with offsets into the original text.
+
+    Stems are remembered per folded word: highlighting analyses hit texts on every query, and a lookup
     is several times cheaper than stemming. The memory is bounded: at `cache_words` words (about 160 bytes
     each) it starts again from empty, so words sent in queries cannot grow it.
     """
@@ -37,14 +47,13 @@ class Analyzer:
         self._cache_words = cache_words
 
     def _stem(self, word: str) -> str:
-        """The term for one surface word; "" for a stop word."""
-        lowered = word.lower()
-        term = self._stems.get(lowered)
+        """The term for one folded word; "" for a stop word."""
+        term = self._stems.get(word)
         if term is None:
-            term = "" if lowered in STOPWORDS else self._stemmer().stemWord(lowered)  # type: ignore[attr-defined]
+            term = "" if word in STOPWORDS else self._stemmer().stemWord(word)  # type: ignore[attr-defined]
             if len(self._stems) >= self._cache_words:
                 self._stems.clear()
-            self._stems[lowered] = term
+            self._stems[word] = term
         return term
 
     def _stemmer(self) -> object:
@@ -56,14 +65,18 @@ class Analyzer:
         return stemmer
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
-        """(start, end, term) for every indexed word of `text`."""
+        """(start, end, term) for every indexed word of `text`; offsets are into `text` as given."""
         stem = self._stem
-        found = [(m.start(), m.end(), stem(m.group())) for m in _WORD.finditer(text)]
+        if text.isascii():
+            found = [(m.start(), m.end(), stem(m.group().lower())) for m in _WORD.finditer(text)]
+        else:
+            folded, starts, ends = folded_clusters(text)
+            found = [(starts[m.start()], ends[m.end() - 1], stem(m.group())) for m in _WORD.finditer(folded)]
         return [span for span in found if span[2]]
 
     def terms(self, text: str) -> list[str]:
         stem = self._stem
-        return [term for term in map(stem, _WORD.findall(text)) if term]
+        return [term for term in map(stem, _WORD.findall(fold(text))) if term]
 
 
 ANALYZER = Analyzer()
@@ -81,6 +94,10 @@ class LexicalIndex:
 
         retriever = bm25s.BM25()
         tokens = [ANALYZER.terms(text) for text in documents]
+        if not any(tokens):
+            # Not one term in the whole corpus (one-letter words, symbols): bm25s fails on an empty vocabulary.
+            # Its own empty token stands in; no query has it, so nothing scores, as nothing should.
+            tokens = [[""] for _ in tokens]
         retriever.index(tokens, show_progress=False)
         return cls(retriever)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from semsearch.errors import CorruptIndexError
 from semsearch.index.reading.articles import Article, Passage, StoredPassage
+from semsearch.index.reading.folding import fold, normalize_id
 from semsearch.index.storage.generations import (
     ARTICLE_VECTORS,
     DATA_FILES,
@@ -82,6 +83,7 @@ class StoredIndex:
         self.passage_articles = passage_articles  # indexed by passage id; -1 in holes
         self.lexical = lexical
         self._lock = threading.Lock()
+        self._source_spellings: dict[str, list[str]] | None = None
         # Lexical row r holds passage id row_ids[r]: generations store passages in ascending id order.
         self.row_ids = faiss.vector_to_array(vectors.id_map).astype(np.int64)
         self.article_ids = [row[0] for row in con.execute("SELECT id FROM articles ORDER BY rowid")]
@@ -112,7 +114,7 @@ class StoredIndex:
         """
         k = min(k, max(1, self.size))
         # OpenMP's thread count is per thread: a server's worker thread would otherwise start with
-        # OMP_NUM_THREADS and spin beside the encoder (a 0.6 ms search took 3 ms that way).
+        # OMP_NUM_THREADS and spin beside the encoder, which slows every search down.
         faiss.omp_set_num_threads(1)
         if allowed is None:
             scores, ids = self._vectors.search(queries, k)
@@ -154,25 +156,52 @@ class StoredIndex:
     ) -> npt.NDArray[np.bool_]:
         """A mask over passage ids: passages whose article matches every given condition.
 
-        Dates compare on their ISO day (an article without a date fails any date condition);
-        the source compares without case.
+        Dates compare on their ISO day (an article without a date fails any date condition); the source
+        compares folded (`folding.fold`: Unicode case folding and NFKC, so "радио" matches "Радио"); the
+        article id as `article` looks it up.
         """
-        given = [
-            ("substr(a.date, 1, 10) >= ?", date_from),
-            ("substr(a.date, 1, 10) <= ?", date_to),
-            ("lower(a.source) = lower(?)", source),
-            ("a.id = ?", article_id),
-        ]
-        conditions = [sql for sql, value in given if value is not None]
-        values = [value for _, value in given if value is not None]
-        sql = "SELECT p.id FROM passages p JOIN articles a ON a.id = p.article_id"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        with self._lock:
-            ids = np.fromiter((row[0] for row in self._con.execute(sql, values)), dtype=np.int64)
         mask = np.zeros(self.id_space, dtype=np.bool_)
+        conditions: list[str] = []
+        values: list[str] = []
+        for sql, value in (("substr(a.date, 1, 10) >= ?", date_from), ("substr(a.date, 1, 10) <= ?", date_to)):
+            if value is not None:
+                conditions.append(sql)
+                values.append(value)
+        if source is not None:
+            spellings = self._sources().get(fold(source.strip()), [])
+            if not spellings:
+                return mask
+            conditions.append(f"a.source IN ({','.join('?' * len(spellings))})")
+            values.extend(spellings)
+        sql = "SELECT p.id FROM passages p JOIN articles a ON a.id = p.article_id"
+        with self._lock:
+            if article_id is not None:
+                conditions.append("a.id = ?")
+                values.append(self._stored_id(article_id))
+            if conditions:
+                sql += " WHERE " + " AND ".join(conditions)
+            ids = np.fromiter((row[0] for row in self._con.execute(sql, values)), dtype=np.int64)
         mask[ids] = True
         return mask
+
+    def _sources(self) -> dict[str, list[str]]:
+        """Each folded source and the spellings stored for it; read once (a generation never changes)."""
+        if self._source_spellings is None:
+            with self._lock:
+                rows = self._con.execute("SELECT DISTINCT source FROM articles WHERE source IS NOT NULL").fetchall()
+            spellings: dict[str, list[str]] = {}
+            for (raw,) in rows:
+                spellings.setdefault(fold(raw.strip()), []).append(raw)
+            self._source_spellings = spellings
+        return self._source_spellings
+
+    def _stored_id(self, article_id: str) -> str:
+        """The id as stored: ids are NFC since ingest normalises them, but an index written before keeps its own."""
+        normal = normalize_id(article_id)
+        if normal == article_id:
+            return article_id
+        found = self._con.execute("SELECT 1 FROM articles WHERE id = ?", (article_id,)).fetchone()
+        return article_id if found else normal
 
     def stored_vectors(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """(passage ids, their vectors) as held by the vector index, in ascending id order."""
@@ -220,8 +249,9 @@ class StoredIndex:
         return {row[0]: PassageRow(*row) for row in rows}
 
     def article(self, article_id: str) -> tuple[dict[str, Any], list[PassageRow]] | None:
-        """An article's fields and its passages in order, or None."""
+        """An article's fields and its passages in order, or None. The id is NFC-normalised as at ingest."""
         with self._lock:
+            article_id = self._stored_id(article_id)
             cur = self._con.execute(
                 "SELECT id, title, date, source, url, author, path, metadata, body FROM articles WHERE id = ?",
                 (article_id,),
@@ -285,19 +315,16 @@ def _open_generation(root: Path, generation: Path, verify: bool) -> StoredIndex:
         path = generation / name
         if not path.is_file():
             raise CorruptIndexError(f"The index file {path} is missing; rebuild with {build_command_hint(root)}")
-        if verify and file_sha256(path) != manifest.files.get(name):
+        if verify and _read(path, root, file_sha256) != manifest.files.get(name):
             raise CorruptIndexError(
                 f"The index file {path} does not match its checksum (truncated or corrupt); "
                 f"rebuild with {build_command_hint(root)}"
             )
-    try:
-        vectors = faiss.read_index(str(generation / VECTORS))
-        article_vectors = np.load(generation / ARTICLE_VECTORS, allow_pickle=False)
-        passage_articles = np.load(generation / PASSAGE_ARTICLES, allow_pickle=False)
-        lexical = LexicalIndex.load(generation / LEXICAL_DIR)
-        con = sqlite3.connect(f"file:{generation / METADATA}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-    except (RuntimeError, ValueError, OSError, KeyError, sqlite3.Error) as exc:
-        raise CorruptIndexError(f"Cannot read the index files in {generation}: {exc}") from None
+    vectors = _read(generation / VECTORS, root, lambda path: faiss.read_index(str(path)))
+    article_vectors = _read(generation / ARTICLE_VECTORS, root, lambda path: np.load(path, allow_pickle=False))
+    passage_articles = _read(generation / PASSAGE_ARTICLES, root, lambda path: np.load(path, allow_pickle=False))
+    lexical = _read(generation / LEXICAL_DIR, root, LexicalIndex.load)
+    con = _read(generation / METADATA, root, _connect)
     if (
         lexical.size != vectors.ntotal
         or article_vectors.shape[0] != manifest.counts["articles"]
@@ -308,4 +335,42 @@ def _open_generation(root: Path, generation: Path, verify: bool) -> StoredIndex:
         raise CorruptIndexError(
             f"The index files in {generation} disagree in size; rebuild with {build_command_hint(root)}"
         )
-    return StoredIndex(root, generation, manifest, vectors, con, article_vectors, passage_articles, lexical)
+    try:
+        return StoredIndex(root, generation, manifest, vectors, con, article_vectors, passage_articles, lexical)
+    except (sqlite3.Error, AttributeError, RuntimeError) as exc:  # tables that are not ours, a vector index of
+        con.close()  # another kind: only a file that slipped past its checksum (or none) gets here
+        raise CorruptIndexError(
+            f"The index files in {generation} do not hold an index ({exc}); rebuild with {build_command_hint(root)}"
+        ) from None
+
+
+T = TypeVar("T")
+
+
+def _read(path: Path, root: Path, load: Callable[[Path], T]) -> T:
+    """`load(path)`, with any failure to read or parse it (a damaged file can raise almost anything) as a
+    CorruptIndexError naming the file."""
+    try:
+        return load(path)
+    except PermissionError as exc:
+        raise CorruptIndexError(
+            f"Cannot read the index file {path} ({exc.strerror}); let this user read it, or rebuild with "
+            f"{build_command_hint(root)}"
+        ) from None
+    except Exception as exc:
+        raise CorruptIndexError(
+            f"The index file {path} cannot be read ({type(exc).__name__}: {exc}); it is damaged: rebuild with "
+            f"{build_command_hint(root)}"
+        ) from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the metadata, checked to be a database (SQLite reads nothing until asked)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    try:
+        con.execute("SELECT id FROM articles LIMIT 1").fetchone()
+        con.execute("SELECT id FROM passages LIMIT 1").fetchone()
+    except BaseException:
+        con.close()
+        raise
+    return con

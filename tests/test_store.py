@@ -17,6 +17,7 @@ from semsearch.errors import (
     NoIndexError,
 )
 from semsearch.index.model.embedder import Embedder
+from semsearch.index.storage.folder import ROOT_MARKER
 from semsearch.index.storage.generations import CURRENT, DATA_FILES, VECTORS, current_generation, writer_lock
 from semsearch.index.storage.store import open_index
 from semsearch.index.writing.builder import build_index, passage_text_for_embedding
@@ -159,7 +160,8 @@ def test_failed_builds_leave_the_index_untouched(small_settings: Settings, embed
         assert [(h.passage_id, h.score) for h in after.search("gas pipeline", k=5)] == expected
     finally:
         after.close()
-    assert sorted(p.name for p in small_settings.index.iterdir() if p.name != ".lock") == sorted([CURRENT, generation])
+    kept = sorted(p.name for p in small_settings.index.iterdir() if p.name not in (".lock", ROOT_MARKER))
+    assert kept == sorted([CURRENT, generation])
 
 
 def test_empty_corpus_writes_no_index(tmp_path: Path, base_settings: Settings, embedder: Embedder) -> None:

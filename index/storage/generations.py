@@ -3,7 +3,8 @@
 Layout: `ROOT/CURRENT` names the live generation `ROOT/gen-*/`. A write builds a new generation in a
 temporary folder, fsyncs every file, renames the folder into place, then switches `CURRENT` with an
 atomic rename, so a crash at any moment leaves the previous generation whole and current. The
-generation before the current one is kept for readers still holding it; older ones are removed.
+generation before the current one is kept for readers still holding it; older ones are removed. Every
+folder a write makes carries a marker (`folder.py`), and clean-up removes nothing without one.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ import numpy.typing as npt
 
 from semsearch.errors import CorruptIndexError, IndexBusyError, NoIndexError
 from semsearch.index.reading.articles import Article, StoredPassage
+from semsearch.index.storage.folder import CURRENT as CURRENT
+from semsearch.index.storage.folder import ENTRY_MARKER, claim, is_marked, mark, unmake, write_errors
+from semsearch.index.storage.folder import LOCK as LOCK
 from semsearch.index.storage.lexical import LEXICAL_DIR, LexicalIndex
 from semsearch.index.storage.manifest import MANIFEST, Manifest, file_sha256
 
-CURRENT = "CURRENT"
-LOCK = ".lock"
+# The next CURRENT, written inside the new generation and renamed over CURRENT, so no temporary file is ever left
+# in the index folder itself.
+NEXT_CURRENT = "CURRENT.next"
 VECTORS = "vectors.faiss"
 METADATA = "meta.sqlite"
 ARTICLE_VECTORS = "article_vectors.npy"
@@ -69,12 +74,14 @@ def build_command_hint(root: Path) -> str:
 def current_generation(root: Path) -> Path:
     """The live generation folder of the index at `root`."""
     pointer = root / CURRENT
+    if os.path.lexists(root) and not root.is_dir():
+        raise NoIndexError(f"No index at {root}: it is a file, not an index folder; give --index an index folder")
     try:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise NoIndexError(f"No index at {root}; build one with {build_command_hint(root)}") from None
-    except OSError as exc:
-        raise CorruptIndexError(f"Cannot read {pointer}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise CorruptIndexError(f"Cannot read {pointer} ({exc}); rebuild with {build_command_hint(root)}") from None
     generation = root / name
     if not name.startswith("gen-") or "/" in name or not generation.is_dir():
         raise CorruptIndexError(
@@ -87,7 +94,7 @@ def current_name(root: Path) -> str | None:
     """The name `CURRENT` holds now, or None; cheap enough to poll."""
     try:
         return (root / CURRENT).read_text(encoding="utf-8").strip() or None
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 
@@ -95,23 +102,26 @@ def current_name(root: Path) -> str | None:
 def writer_lock(root: Path) -> Iterator[None]:
     """Hold the index's single-writer lock; a second writer gets IndexBusyError at once.
 
-    A folder created here for a new index is removed again if no generation was written.
+    `root` must be a new or empty folder or an index (`folder.claim`); anything else is refused untouched. The
+    folders created here for a new index are removed again if no generation was written.
     """
-    created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    handle = (root / LOCK).open("a")
+    created = claim(root)
     try:
+        with write_errors(root):
+            handle = (root / LOCK).open("a")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusyError(
-                f"The index at {root} is being written by another process; try again when it is done"
-            ) from None
-        yield
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexBusyError(
+                    f"The index at {root} is being written by another process; try again when it is done"
+                ) from None
+            yield
+        finally:
+            handle.close()
     finally:
-        handle.close()
-        if created and not (root / CURRENT).exists():
-            shutil.rmtree(root, ignore_errors=True)
+        if created is not None and not (root / CURRENT).exists():
+            unmake(root, created)
 
 
 def write_generation(
@@ -132,37 +142,54 @@ def write_generation(
     if passages and passages[-1].id >= manifest.next_passage_id:
         raise ValueError("next_passage_id must be above every passage id")
     previous = current_name(root)
-    staging = root / f"tmp-{token_hex(6)}"
-    staging.mkdir()
-    try:
-        _write_metadata(staging / METADATA, articles, passages)
-        faiss.write_index(vector_index, str(staging / VECTORS))
-        passage_articles, article_vectors = article_centroids(articles, passages, vectors, manifest.next_passage_id)
-        np.save(staging / ARTICLE_VECTORS, article_vectors)
-        np.save(staging / PASSAGE_ARTICLES, passage_articles)
-        (staging / LEXICAL_DIR).mkdir()
-        lexical.save(staging / LEXICAL_DIR)
-        written = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        files = {name: file_sha256(staging / name) for name in written}
-        (staging / MANIFEST).write_text(replace(manifest, files=files).to_json(), encoding="utf-8")
-        for name in (*written, MANIFEST):
-            _fsync(staging / name)
-        _fsync(staging / LEXICAL_DIR)
-        _fsync(staging)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        generation = root / f"gen-{stamp}-{token_hex(3)}"
-        staging.rename(generation)
-        _fsync(root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    pointer_tmp = root / f"{CURRENT}.{token_hex(4)}.tmp"
-    pointer_tmp.write_text(generation.name + "\n", encoding="utf-8")
-    _fsync(pointer_tmp)
-    os.replace(pointer_tmp, root / CURRENT)
+    folder = staging = root / f"tmp-{token_hex(6)}"
+    made = False
+    with write_errors(root):
+        try:
+            staging.mkdir()  # never an existing folder
+            made = True
+            mark(staging, root_marker=False)
+            _write_metadata(staging / METADATA, articles, passages)
+            with (staging / VECTORS).open("wb") as handle:  # through Python, so a refused write has its errno
+                faiss.write_index(vector_index, faiss.PyCallbackIOWriter(handle.write))  # type: ignore[attr-defined]
+            passage_articles, article_vectors = article_centroids(articles, passages, vectors, manifest.next_passage_id)
+            np.save(staging / ARTICLE_VECTORS, article_vectors)
+            np.save(staging / PASSAGE_ARTICLES, passage_articles)
+            (staging / LEXICAL_DIR).mkdir()
+            lexical.save(staging / LEXICAL_DIR)
+            written = sorted(
+                name
+                for name in (p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+                if name != ENTRY_MARKER
+            )
+            files = {name: file_sha256(staging / name) for name in written}
+            (staging / MANIFEST).write_text(replace(manifest, files=files).to_json(), encoding="utf-8")
+            generation = _generation_name(root)
+            (staging / NEXT_CURRENT).write_text(generation.name + "\n", encoding="utf-8")
+            for name in (*written, MANIFEST, ENTRY_MARKER, NEXT_CURRENT):
+                _fsync(staging / name)
+            _fsync(staging / LEXICAL_DIR)
+            _fsync(staging)
+            staging.rename(generation)
+            folder = generation
+            _fsync(root)
+            os.replace(generation / NEXT_CURRENT, root / CURRENT)
+        except BaseException:
+            if made:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
     _fsync(root)
     _remove_stale(root, keep={generation.name, previous or generation.name})
     return generation
+
+
+def _generation_name(root: Path) -> Path:
+    """A name for the next generation that nothing in `root` has."""
+    while True:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        generation = root / f"gen-{stamp}-{token_hex(3)}"
+        if not os.path.lexists(generation):
+            return generation
 
 
 def article_centroids(
@@ -234,11 +261,8 @@ def _fsync(path: Path) -> None:
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Drop generations older than `keep` and leftovers of interrupted writes (we hold the writer lock)."""
+    """Drop generations older than `keep` and leftovers of interrupted writes (we hold the writer lock): only
+    folders that carry the engine's marker, whatever else is named like them."""
     for entry in root.iterdir():
-        if entry.name in keep:
-            continue
-        if entry.is_dir() and entry.name.startswith(("gen-", "tmp-")):
+        if entry.name not in keep and entry.name.startswith(("gen-", "tmp-")) and is_marked(entry, root_marker=False):
             shutil.rmtree(entry, ignore_errors=True)
-        elif entry.name.startswith(CURRENT + ".") and entry.name.endswith(".tmp"):
-            entry.unlink(missing_ok=True)

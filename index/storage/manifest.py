@@ -68,13 +68,48 @@ class Manifest:
     def from_file(cls, path: Path) -> Manifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
+            manifest = cls(**data)
+            manifest._check()
+            return manifest
         except FileNotFoundError:
             raise CorruptIndexError(f"The index file {path} is missing; rebuild with `semsearch index`") from None
         except (OSError, ValueError, TypeError) as exc:
             raise CorruptIndexError(
                 f"The index file {path} is unreadable ({exc}); rebuild with `semsearch index`"
             ) from None
+
+    def _check(self) -> None:
+        """Every field of the kind loading relies on (a manifest is not covered by a checksum of its own)."""
+        for name, kind in _KINDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise TypeError(f"{name} is {value!r}, not {' or '.join(k.__name__ for k in kind)}")
+        for key in ("articles", "passages"):
+            if not isinstance(self.counts.get(key), int):
+                raise TypeError(f"counts.{key} is {self.counts.get(key)!r}, not a number")
+        if not isinstance(self.vector_index.get("type"), str):
+            raise TypeError(f"vector_index.type is {self.vector_index.get('type')!r}, not a string")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.files.items()):
+            raise TypeError("files holds a name or checksum that is not a string")
+
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "format_version": (int,),
+    "model": (dict,),
+    "dimension": (int,),
+    "max_tokens": (int,),
+    "metric": (str,),
+    "index_type": (str,),
+    "counts": (dict,),
+    "built_at": (str,),
+    "build_seconds": (int, float),
+    "settings": (dict,),
+    "versions": (dict,),
+    "vector_index": (dict,),
+    "next_passage_id": (int,),
+    "changes": (dict,),
+    "files": (dict,),
+}
 
 
 def library_versions() -> dict[str, str]:

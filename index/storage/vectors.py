@@ -20,8 +20,8 @@ Vectors = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 
 RECALL_TARGET = 0.98
-# Probes sit closer to stored vectors than real questions do: at 100k synthetic vectors, probe recall 0.983
-# came with 0.970 on independent queries. The breadth is chosen for the target plus this margin on probes.
+# Probes sit closer to stored vectors than real questions do, so their recall overstates a question's
+# (`semsearch bench ann` measures both). The breadth is chosen for the target plus this margin on probes.
 PROBE_MARGIN = 0.01
 RECALL_K = 10
 PROBE_QUERIES = 200

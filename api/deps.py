@@ -1,15 +1,16 @@
-"""What the routers share: the loaded index from the app's state, the writer-token and JSON-body checks, and the
-error responses each route documents."""
+"""What the routers share: the loaded index from the app's state, the writer-token and JSON-body checks (run
+before a write's body is read), and the error responses each route documents."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 
-from semsearch.api.errors import Forbidden, ServiceUnavailable, Unauthorized, UnsupportedMediaType
+from semsearch.api.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from semsearch.api.schemas import ErrorOut
 from semsearch.search.live import LiveSearcher
 from semsearch.search.searcher import Searcher
@@ -36,7 +37,7 @@ def loaded_index(request: Request) -> LiveSearcher:
     """The app's live index, or a 503 saying why none is loaded."""
     live: LiveSearcher = request.app.state.live
     if not live.loaded:
-        raise ServiceUnavailable(str(live.last_error or "The index is not loaded"))
+        raise live.unavailable()  # its own class: a corrupt file is `corrupt_index`, another model `index_mismatch`
     return live
 
 
@@ -66,6 +67,22 @@ def require_writer(request: Request) -> None:
         raise Forbidden("The bearer token is not the one this server accepts")
 
 
+class WriteRoute(APIRoute):
+    """A write: the bearer token, then the body's media type, are checked before the body is read or parsed, so
+    a request without the token costs no parsing and learns nothing from the body's validation errors."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        takes_body = self.body_field is not None
+
+        async def checked(request: Request) -> Response:
+            require_writer(request)
+            if takes_body:
+                require_json(request)
+            return await handler(request)
+
+        return checked
+
+
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 JSON_BODY = [Depends(require_json)]
-WRITER = [Depends(require_writer), Depends(require_json)]

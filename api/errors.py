@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -30,11 +29,6 @@ class NotFound(ApiError):
     type = "not_found"
 
 
-class ServiceUnavailable(ApiError):
-    status = 503
-    type = "no_index"
-
-
 class Unauthorized(ApiError):
     status = 401
     type = "unauthorized"
@@ -55,6 +49,7 @@ STATUS: dict[type[domain.SemsearchError], tuple[int, str]] = {
     domain.EmptyQueryError: (422, "empty_query"),
     domain.InvalidFilterError: (422, "invalid_filter"),
     domain.InvalidSearchError: (422, "invalid_request"),
+    domain.ArticleTooLargeError: (413, "article_too_large"),
     domain.InvalidArticleError: (422, "invalid_article"),
     domain.ArticleNotFoundError: (404, "article_not_found"),
     domain.NoIndexError: (503, "no_index"),
@@ -62,6 +57,11 @@ STATUS: dict[type[domain.SemsearchError], tuple[int, str]] = {
     domain.CorruptIndexError: (503, "corrupt_index"),
     domain.ModelLoadError: (503, "model_unavailable"),
     domain.IndexBusyError: (409, "index_busy"),
+    # The server's own folder refuses the write (read-only, a file, someone else's folder): not the client's
+    # fault, and reads go on, so 503 until an operator fixes it.
+    domain.IndexNotWritableError: (503, "index_not_writable"),
+    # The disk, a quota or a file size limit ran out: RFC 4918's "unable to store the representation".
+    domain.StorageWriteError: (507, "insufficient_storage"),
     domain.EmptyCorpusError: (422, "empty_corpus"),
     domain.InputPathError: (422, "bad_input"),
     domain.ConfigError: (500, "config_error"),
@@ -69,16 +69,44 @@ STATUS: dict[type[domain.SemsearchError], tuple[int, str]] = {
 }
 
 
+# An error body stays small whatever the request held: at most this many characters of message (each at most
+# 6 bytes once JSON-escaped, so a body is under 4 KiB), and of a validation error at most a few problems.
+MAX_MESSAGE_CHARS = 600
+MAX_PROBLEMS = 5
+_MAX_PART_CHARS = 100
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}… ({len(text) - limit + 40:,} more characters)"
+
+
 def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error shape. The message is clipped, and a lone surrogate echoed from the request is escaped
+    (`\\ud800`), since it cannot be sent as UTF-8."""
+    message = clip(message.encode("utf-8", "backslashreplace").decode("utf-8"), MAX_MESSAGE_CHARS)
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
+
+
+def internal_error() -> JSONResponse:
+    """The answer to an unexpected failure: the traceback goes to the server log, never to the client."""
+    return error_response(500, "internal_error", "Internal error; the server log has the details")
 
 
 def _validation_message(errors: list[Any]) -> str:
     parts = []
-    for err in errors:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+    for err in errors[:MAX_PROBLEMS]:
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):  # where it was, not which field
+            loc = loc[1:]
+        where = ".".join(str(p) for p in loc)
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        where, message = clip(where, _MAX_PART_CHARS), clip(message, _MAX_PART_CHARS * 2)
         parts.append(f"{where}: {message}" if where else message)
+    if len(errors) > MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS:,} more problems")
     return "; ".join(parts) or "invalid request"
 
 
@@ -114,8 +142,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Only for a failure outside ObserveMiddleware, which answers the app's own (with the request id).
         log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal_error", "Internal error; the server log has the details")
+        return internal_error()
 
 
 class _TooLarge(Exception):
@@ -154,14 +183,5 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = json.dumps(
-            {"error": {"type": "payload_too_large", "message": f"Request body over {self.max_bytes} bytes"}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        response = error_response(413, "payload_too_large", f"Request body over {self.max_bytes} bytes")
+        await response(scope, receive, send)

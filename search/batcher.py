@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -46,10 +46,17 @@ class QueryBatcher:
     """Answers `search` calls from many threads: one thread batches and encodes what arrives together, a
     second ranks the batch before."""
 
-    def __init__(self, live: LiveSearcher, wait_ms: float = 2.0, max_batch: int = 32) -> None:
+    def __init__(
+        self,
+        live: LiveSearcher,
+        wait_ms: float = 2.0,
+        max_batch: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.live = live
         self.wait = wait_ms / 1000
         self.max_batch = max_batch
+        self.on_batch = on_batch  # told the size of each batch (server metrics)
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         # One batch waits for the ranker at most: meanwhile new queries gather into the next batch.
         self._encoded: queue.Queue[_Encoded | None] = queue.Queue(maxsize=1)
@@ -112,6 +119,8 @@ class QueryBatcher:
                 continue
             self.batches += 1
             self.queries += len(requests)
+            if self.on_batch is not None:
+                self.on_batch(len(requests))
             held = ExitStack()
             try:
                 searcher = held.enter_context(self.live.use())

@@ -9,7 +9,7 @@ from functools import lru_cache
 from semsearch.index.storage.lexical import ANALYZER
 
 # Analysed passages remembered by text (about 2 KB each): the passages that answer queries recur, and
-# analysing a hit's text was the largest part of ranking.
+# analysing every hit's text anew would be the largest part of ranking.
 ANALYSED_PASSAGES = 4096
 
 

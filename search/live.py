@@ -9,10 +9,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from semsearch.errors import SemsearchError
+from semsearch.errors import NoIndexError, SemsearchError
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.storage.generations import current_name
 from semsearch.search.searcher import Searcher
+from semsearch.search.stages import StageObserver
 from semsearch.settings import Settings
 
 log = logging.getLogger("semsearch.live")
@@ -30,9 +31,13 @@ class _Held:
 class LiveSearcher:
     """The current generation's searcher, swapped in place when the index changes."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None = None, observe: StageObserver | None = None
+    ) -> None:
         self.settings = settings
         self._embedder = embedder
+        self.observe = observe  # given to each generation's searcher: how long its search stages take
+        self.reload_errors = 0  # attempts to load a current generation that failed
         self._held: _Held | None = None
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -41,6 +46,14 @@ class LiveSearcher:
     @property
     def loaded(self) -> bool:
         return self._held is not None
+
+    def unavailable(self) -> SemsearchError:
+        """Why no generation is held, as an error to raise: a copy of the last load's (each request raises its
+        own, so tracebacks do not pile up on one object), or NoIndexError before the first load."""
+        error = self.last_error
+        if error is None:
+            return NoIndexError(f"The index at {self.settings.index} is not loaded yet")
+        return type(error)(*error.args)
 
     @property
     def generation(self) -> str | None:
@@ -61,6 +74,8 @@ class LiveSearcher:
                 searcher = self._open()
             except SemsearchError as exc:
                 self.last_error = exc
+                if name is not None:
+                    self.reload_errors += 1
                 if self._held is None:
                     raise
                 log.error("kept generation %s: %s", self.generation, exc)
@@ -79,6 +94,7 @@ class LiveSearcher:
 
     def _open(self) -> Searcher:
         searcher = Searcher.open(self.settings, self._embedder)
+        searcher.observe = self.observe
         self._embedder = searcher.embedder
         return searcher
 

@@ -4,6 +4,7 @@ highlights. Encoding is separate from ranking, so many queries share one model c
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,8 @@ import numpy.typing as npt
 
 from semsearch.errors import EmptyQueryError
 from semsearch.index.model.embedder import Embedder, model_info
-from semsearch.index.storage.lexical import ANALYZER
+from semsearch.index.reading.folding import normalize_query
+from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER
 from semsearch.index.storage.manifest import check_dimension, check_model
 from semsearch.index.storage.store import StoredIndex, open_index
 from semsearch.params import FUSION, MODE, PER_ARTICLE, WEIGHT, K
@@ -23,10 +25,12 @@ from semsearch.search.filters import Filters
 from semsearch.search.fusion import Candidates, best_first, fuse
 from semsearch.search.highlight import highlight_spans, query_terms
 from semsearch.search.results import ArticleView, Hit
+from semsearch.search.stages import StageClock, StageObserver
 from semsearch.settings import BACKENDS, Settings
 
 # Candidates taken from each retriever before fusion, the article blend and diversification.
 MIN_CANDIDATES = 100
+log = logging.getLogger("semsearch.search")
 Vectors = npt.NDArray[np.float32]
 
 
@@ -36,9 +40,10 @@ def check_k(k: int) -> None:
 
 
 def clean_query(query: str) -> str:
-    """The query as searched: trimmed, with control characters turned into spaces."""
+    """The query as searched: control characters turned into spaces, NFKC-normalised (fullwidth `ｅｎｅｒｇｙ` is
+    `energy`, as the BM25 analysis reads passages), trimmed."""
     cleaned = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in query)
-    cleaned = " ".join(cleaned.split())
+    cleaned = " ".join(normalize_query(cleaned).split())
     if not cleaned:
         raise EmptyQueryError('The question is empty; ask something, e.g. `ask "energy cooperation in Central Asia"`')
     return cleaned
@@ -115,12 +120,19 @@ class Searcher:
         self.embedder = embedder
         self.article_weight = article_weight
         self.defaults = defaults or SearchOptions()
+        self.observe: StageObserver | None = None  # told how long each search stage took (server metrics)
 
     @classmethod
     def open(cls, settings: Settings, embedder: Embedder | None = None) -> Searcher:
         """Open the index at `settings.index` with the model and backend that built it; refuses another model
         before loading it."""
         index = open_index(settings.index)
+        if index.manifest.settings.get("lexical_analysis") != ANALYSIS_VERSION:
+            log.warning(
+                "the index at %s was analysed for BM25 by an earlier version: some words (ß, final sigma, "
+                "fullwidth forms) match differently until its next write or `semsearch index PATH --rebuild`",
+                settings.index,
+            )
         try:
             # Queries run on the backend that built the index, whatever SEMSEARCH_BACKEND says now.
             built = index.manifest.model.get("backend")
@@ -170,7 +182,12 @@ class Searcher:
         wanted = [
             n for n in range(len(requests)) if not isinstance(out[n], Exception) and requests[n][2].mode != "lexical"
         ]
-        vectors = self.encode([texts[n] for n in wanted]) if wanted else None
+        vectors = None
+        if wanted:
+            clock = StageClock(self.observe)
+            with clock.stage("encode"):
+                vectors = self.encode([texts[n] for n in wanted])
+            clock.report()
         return EncodedBatch(requests, texts, out, vectors, {n: r for r, n in enumerate(wanted)})
 
     def rank_batch(self, batch: EncodedBatch) -> list[list[Hit] | Exception]:
@@ -181,17 +198,20 @@ class Searcher:
             if not isinstance(out[n], Exception):
                 groups.setdefault((k, options), []).append(n)
         vectors = batch.vectors
+        clock = StageClock(self.observe)
         for (k, options), members in groups.items():
             group_vectors = (
                 None if vectors is None or options.mode == "lexical" else vectors[[batch.rows[n] for n in members]]
             )
             try:
-                picks = self.retrieve(group_vectors, [batch.texts[n] for n in members], k, options)
-                for n, found in zip(members, picks, strict=True):
-                    out[n] = self._hits(found, batch.texts[n])
+                picks = self.retrieve(group_vectors, [batch.texts[n] for n in members], k, options, clock)
+                with clock.stage("rank"):
+                    for n, found in zip(members, picks, strict=True):
+                        out[n] = self._hits(found, batch.texts[n])
             except Exception as exc:  # e.g. a bad filter: it fails its own group only
                 for n in members:
                     out[n] = exc
+        clock.report()
         return out
 
     def encode(self, texts: Sequence[str]) -> Vectors:
@@ -201,14 +221,22 @@ class Searcher:
         return self.embedder.embed_queries(texts)
 
     def retrieve(
-        self, vectors: Vectors | None, texts: Sequence[str], k: int, options: SearchOptions | None = None
+        self,
+        vectors: Vectors | None,
+        texts: Sequence[str],
+        k: int,
+        options: SearchOptions | None = None,
+        clock: StageClock | None = None,
     ) -> list[list[Pick]]:
-        """Rank passages for queries whose vectors are ready (None in lexical mode): the ranking alone."""
+        """Rank passages for queries whose vectors are ready (None in lexical mode): the ranking alone. `clock`
+        adds the index lookups to its retrieve stage and fusion and diversification to its rank stage."""
         options = options or self.defaults
+        clock = clock or StageClock(None)
         allowed = None
         if not options.filters.empty:
             f = options.filters
-            allowed = self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
+            with clock.stage("retrieve"):
+                allowed = self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
             if not allowed.any():
                 return [[] for _ in texts]
         depth = max(MIN_CANDIDATES, 2 * k)
@@ -216,26 +244,32 @@ class Searcher:
         if options.mode != "lexical":
             if vectors is None:
                 raise ValueError(f"mode {options.mode!r} needs query vectors")
-            dense = self._dense(vectors, depth, allowed)
+            with clock.stage("retrieve"):
+                dense = self._dense(vectors, depth, allowed)
         results = []
         for n, text in enumerate(texts):
             if options.mode == "dense":
                 scores = dense[n]
             else:
-                lexical = self._lexical(text, depth, allowed)
-                scores = (
-                    lexical if options.mode == "lexical" else fuse(options.fusion, dense[n], lexical, options.weight)
+                with clock.stage("retrieve"):
+                    lexical = self._lexical(text, depth, allowed)
+                with clock.stage("rank"):
+                    scores = (
+                        lexical
+                        if options.mode == "lexical"
+                        else fuse(options.fusion, dense[n], lexical, options.weight)
+                    )
+            with clock.stage("rank"):
+                results.append(
+                    diversify(
+                        best_first(scores),
+                        self.index.article_id_of,
+                        self.index.vectors_of,
+                        k,
+                        options.per_article,
+                        options.duplicate_threshold,
+                    )
                 )
-            results.append(
-                diversify(
-                    best_first(scores),
-                    self.index.article_id_of,
-                    self.index.vectors_of,
-                    k,
-                    options.per_article,
-                    options.duplicate_threshold,
-                )
-            )
         return results
 
     def _dense(self, vectors: Vectors, depth: int, allowed: npt.NDArray[np.bool_] | None) -> list[Candidates]:

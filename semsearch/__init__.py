@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from semsearch.errors import (
     ArticleNotFoundError,
+    ArticleTooLargeError,
     ConfigError,
     CorruptIndexError,
     EmptyCorpusError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArticleNotFoundError",
+    "ArticleTooLargeError",
     "ConfigError",
     "CorruptIndexError",
     "EmptyCorpusError",

@@ -55,5 +55,23 @@ class InvalidArticleError(SemsearchError):
     """An article given to write is malformed: a bad or duplicate id, no text."""
 
 
+class ArticleTooLargeError(InvalidArticleError):
+    """An article given to write is longer than the largest one accepted (SEMSEARCH_MAX_ARTICLE_CHARS)."""
+
+
 class ArticleNotFoundError(SemsearchError):
     """An article id given to delete or replace is not in the index."""
+
+
+class IndexNotWritableError(SemsearchError):
+    """The index location cannot take a write: it is a file, a folder holding something other than an index
+    (left untouched), or a folder this user may not write."""
+
+
+class StorageWriteError(SemsearchError):
+    """The file system refused to store a write (disk full, a quota or file size limit, an I/O error); the index
+    is unchanged."""
+
+
+class ServerAddressError(SemsearchError):
+    """The server cannot listen where it was told: the port is in use, not allowed, or the host is not here."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from semsearch.index.storage.lexical import ANALYZER
 
@@ -88,3 +89,49 @@ def test_query_words_are_marked_and_filters_apply(page: Page, live_server: str) 
     page.reload()  # the filters come back from the address
     expect(page.locator("#date_from")).to_have_value("2004-10-01")
     expect(page.locator("#results li").first).to_be_visible()
+
+
+def replace_url(url: str) -> Callable[[Route], None]:
+    """A route handler passing the real server's answer on with its `url` replaced."""
+
+    def handle(route: Route) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "url": url})
+
+    return handle
+
+
+def test_only_http_links_are_set_on_the_page(page: Page, live_server: str) -> None:
+    """Ingest keeps only http(s) links, but an index written before that rule may hold any: the page checks
+    again. The real server's answer is kept, with its `url` replaced."""
+    hostile = ["javascript:alert(document.domain)", " JAVASCRIPT:alert(1)", "data:text/html,<script>alert(1)</script>",
+               "vbscript:msgbox(1)", "/relative", "https:"]  # fmt: skip
+    for url in [*hostile, "https://example.org/a?b=1"]:
+        page.route("**/articles/**", replace_url(url))
+        page.goto(f"{live_server}/?article=china-kazakhstan-cooperation.txt")
+        expect(page.locator("#article h2")).to_be_visible()
+        links = page.locator("#article a")
+        if url in hostile:
+            expect(links).to_have_count(0)
+        else:
+            expect(links).to_have_attribute("href", url)
+        page.unroute("**/articles/**")
+
+
+# ReDoc's bundle shows its maker's logo from their site; without it the page is whole.
+@pytest.mark.parametrize(("path", "outside"), [("/docs", []), ("/redoc", ["https://cdn.redoc.ly/redoc/logo-mini.svg"])])
+def test_the_api_docs_render_without_the_network(page: Page, live_server: str, path: str, outside: list[str]) -> None:
+    """/docs and /redoc load their scripts from this server: with every other host cut off, they still render."""
+    elsewhere: list[str] = []
+
+    def local_only(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(live_server + path)
+    expect(page.get_by_text("Search with query parameters").first).to_be_visible()
+    assert elsewhere == outside

@@ -1,25 +1,39 @@
-"""Articles: read one with its passages; add, replace and remove them (bearer token)."""
+"""Articles: read one with its passages; add, replace and remove them (bearer token, checked before the body is
+read: `WriteRoute`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from semsearch.api.deps import WRITER, SearcherDep, require_writer, responses
+from semsearch.api.deps import SearcherDep, WriteRoute, responses
 from semsearch.api.errors import NotFound
 from semsearch.api.schemas import ArticleBatchIn, ArticleIn, ArticleOut, PassageOut, WriteOut
 from semsearch.errors import InvalidArticleError
-from semsearch.index.reading.articles import Article
+from semsearch.index.reading.articles import Article, id_problem
 from semsearch.index.reading.readers import article_from_record
 from semsearch.index.writing.builder import BuildSummary, delete_articles, write_articles
 from semsearch.search.live import LiveSearcher
 
 router = APIRouter()
+writes = APIRouter(route_class=WriteRoute)
+
+
+def links(article_id: str, *operations: str) -> dict[int | str, dict[str, object]]:
+    """OpenAPI links from a write's answer to the operations on the article it wrote (`article_id` is a runtime
+    expression), so that a client, or schemathesis's stateful run, can read back and delete what it wrote."""
+    named = {op: {"operationId": op, "parameters": {"article_id": article_id}} for op in operations}
+    return {200: {"description": "The write is done and served", "links": named}}
 
 
 def to_article(item: ArticleIn, where: str) -> Article:
+    # An id is the key in the article's URL: taken as sent, never trimmed as a file's may be, so that what is
+    # written is read back and deleted by the id that was sent.
+    problem = id_problem(item.id)
+    if problem:
+        raise InvalidArticleError(f"{where}: bad id {item.id[:80]!r}: {problem}")
     try:
         return article_from_record(item.model_dump(exclude_none=True), item.id, where)
     except ValueError as exc:
@@ -56,7 +70,12 @@ def run_write(request: Request, upserts: Sequence[Article], deletes: Sequence[st
     return write_out(summary)
 
 
-@router.get("/articles/{article_id:path}", response_model=ArticleOut, summary="An article and its passages")
+@router.get(
+    "/articles/{article_id:path}",
+    response_model=ArticleOut,
+    summary="An article and its passages",
+    operation_id="get_article",
+)
 def get_article(engine: SearcherDep, article_id: str) -> ArticleOut:
     article = engine.article(article_id)
     if article is None:
@@ -69,23 +88,26 @@ def get_article(engine: SearcherDep, article_id: str) -> ArticleOut:
     return ArticleOut(**fields)
 
 
-@router.post(
+@writes.post(
     "/articles",
     response_model=WriteOut,
     summary="Add or replace a batch of articles (bearer token)",
-    dependencies=WRITER,
-    responses=responses(401, 403, 409, 415),
+    operation_id="post_articles",
+    responses={
+        **responses(401, 403, 409, 415),
+        **links("$request.body#/articles/0/id", "get_article", "delete_article"),
+    },
 )
 def post_articles(request: Request, batch: ArticleBatchIn) -> WriteOut:
     return run_write(request, [to_article(a, f"articles[{n}]") for n, a in enumerate(batch.articles)])
 
 
-@router.put(
+@writes.put(
     "/articles/{article_id:path}",
     response_model=WriteOut,
     summary="Add or replace one article (bearer token)",
-    dependencies=WRITER,
-    responses=responses(401, 403, 409, 415),
+    operation_id="put_article",
+    responses={**responses(401, 403, 409, 415), **links("$request.path.article_id", "get_article", "delete_article")},
 )
 def put_article(request: Request, article_id: str, article: ArticleIn) -> WriteOut:
     if article.id != article_id:
@@ -93,12 +115,15 @@ def put_article(request: Request, article_id: str, article: ArticleIn) -> WriteO
     return run_write(request, [to_article(article, "body")])
 
 
-@router.delete(
+@writes.delete(
     "/articles/{article_id:path}",
     response_model=WriteOut,
     summary="Remove an article (bearer token)",
-    dependencies=[Depends(require_writer)],
-    responses=responses(401, 403, 409),
+    operation_id="delete_article",
+    responses={**responses(401, 403, 409), **links("$request.path.article_id", "get_article")},
 )
 def delete_article(request: Request, article_id: str) -> WriteOut:
     return run_write(request, [], [article_id])
+
+
+router.include_router(writes)

@@ -45,8 +45,10 @@ def param_field(param: Param[Any]) -> Any:
 
 
 # POST /search's body: the question and every search parameter (a docstring would add to the OpenAPI schema).
+# Types are strict in a JSON body (`true` or "5" is not a `k`); a query string is text, and `SearchQuery`
+# parses it as such. In both, a parameter given as an empty string is left out, as an HTML form sends it.
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)
     k: int = param_field(K)
@@ -58,6 +60,13 @@ class SearchRequest(BaseModel):
     date_to: str | None = param_field(DATE_TO)
     source: str | None = param_field(SOURCE)
     article_id: str | None = param_field(ARTICLE_ID)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {key: value for key, value in data.items() if key in ("query", "q") or value != ""}
 
     @model_validator(mode="after")
     def _clean_question(self) -> Self:
@@ -78,7 +87,7 @@ class SearchRequest(BaseModel):
 class SearchQuery(SearchRequest):
     """GET /search's query string: the same model with the question named `q`; unknown parameters are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=False)
 
     query: str = Field(alias="q", description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)
 
@@ -142,7 +151,14 @@ class VectorIndexOut(BaseModel):
 class StatsOut(BaseModel):
     articles: int
     passages: int
-    model: dict[str, str | int | None] = Field(description="The model and backend that built the index.")
+    model: dict[str, str | int | None] = Field(
+        description="The model and backend that built the index, and `plan`: how the backend ran when it "
+        "embedded the index's latest passages."
+    )
+    query_plan: str | None = Field(
+        description="The plan this server encodes queries with: the index's backend, run as this machine's plan "
+        "says (null for torch-fp32)."
+    )
     index_type: str
     vector_index: VectorIndexOut
     built_at: str
@@ -157,7 +173,7 @@ class StatsOut(BaseModel):
 class ArticleIn(BaseModel):
     """An article to write: the same fields as a record of a .jsonl file; other fields are kept as metadata."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Stable id; writing it again replaces it.")
     title: str = ""
@@ -169,7 +185,7 @@ class ArticleIn(BaseModel):
 
 
 class ArticleBatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     articles: list[ArticleIn] = Field(min_length=1, max_length=MAX_BATCH, description="Articles to add or replace.")
 

@@ -21,6 +21,7 @@ from semsearch.benchmarks.datasets import Dataset, corpus_slice, load_beir
 from semsearch.benchmarks.report import EXPECTED_DIR, RESULTS_DIR, RESULTS_MD
 from semsearch.benchmarks.workspace import WORK_DIR
 from semsearch.data import NEWS, SQUAD_DEV
+from semsearch.index.model.planning.measure import PROBE_PASSAGES
 from semsearch.settings import BACKENDS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -221,13 +222,14 @@ def quality(
 ) -> None:
     from semsearch.benchmarks.quality import CONFIGS, measure_quality
     from semsearch.benchmarks.workspace import cached_index
-    from semsearch.index.model.embedder import Embedder
+    from semsearch.index.model.embedder import Embedder, model_info
     from semsearch.search.searcher import Searcher
 
     unknown = [m for m in modes if m not in CONFIGS]
     if unknown:
         raise click.BadParameter(f"{', '.join(unknown)}; modes: {', '.join(CONFIGS)}", param_hint="--mode")
     settings = load_settings()
+    settings = settings.replace(backend=model_info(settings).backend)  # `auto`: the plan's choice on this machine
     data = load_dataset(dataset, records, seed, work_dir)
 
     def measure(backend: str) -> tuple[Settings, dict[str, Any], Any]:
@@ -358,12 +360,28 @@ def latency(
 @dataset_option("BEIR folder whose corpus.jsonl is indexed.")
 @records_option("Index a seeded slice of this many records; 0 = all.")
 @click.option("--runs", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--plan-rounds",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Rounds of every plan against the planner's choice.",
+)
+@click.option(
+    "--probe",
+    type=click.IntRange(2),
+    default=PROBE_PASSAGES,
+    show_default=True,
+    help="Passages of the probe the plans are compared on (the planner's own probe by default).",
+)
 @common_options
 @handle_errors
 def indexing(
     dataset: Path,
     records: int,
     runs: int,
+    plan_rounds: int,
+    probe: int,
     out: Path,
     json_out: Path | None,
     seed: int,
@@ -376,7 +394,7 @@ def indexing(
     settings = load_settings()
     data = load_dataset(dataset, records, seed, work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    figures = measure_indexing(data.corpus, work_dir, runs)
+    figures = measure_indexing(data.corpus, work_dir, runs, plan_rounds, probe)
     record = base_record("indexing", settings, seed)
     record.update(dataset=data.describe(), corpus=str(data.corpus), **figures)
     finish("indexing", record, out, json_out, check, expected)

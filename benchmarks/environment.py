@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from semsearch.errors import SemsearchError
+from semsearch.index.model.embedder import plan_status
+from semsearch.index.model.planning.cpu import cpu_flags, cpu_model, usable_cores
+from semsearch.index.model.planning.plan import Plan
 from semsearch.settings import Settings
 
 _PACKAGES = (
@@ -37,36 +41,8 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-# The instruction-set extensions that decide which kernels onnxruntime, FAISS and BLAS pick.
-_SPEED_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-    "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm", "bf16",
-)  # fmt: skip
+# The CPU's model, flags and cores are read where the planner reads them (`semsearch.index.model.planning.cpu`).
 CALIBRATION_SHAPE = (256, 384, 1536)  # one batch through a MiniLM feed-forward layer: rows, inputs, outputs
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's speed-relevant flags, as /proc/cpuinfo names them (x86 `flags`, ARM `Features`)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith(("flags", "Features")):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in _SPEED_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
 
 
 def calibrate_fp32(rounds: int = 7) -> float:
@@ -99,10 +75,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def memory_bytes() -> int | None:
     try:
         with open("/proc/meminfo", encoding="utf-8") as handle:
@@ -131,13 +103,24 @@ def threads(settings: Settings) -> dict[str, Any]:
     record: dict[str, Any] = {"setting": settings.threads, "faiss_omp": faiss.omp_get_max_threads()}
     if "torch" in sys.modules:
         record["torch"] = sys.modules["torch"].get_num_threads()
-    if "onnxruntime" in sys.modules:  # one text: intra-op threads as set; a batch: that many one-thread sessions
-        record["onnxruntime_intra_op"] = settings.threads
+    if "onnxruntime" in sys.modules:  # one text: the query session's threads; a batch: the plan's lanes
+        plan = _plan(settings)
+        record["onnxruntime_intra_op"] = plan.query_threads if plan else settings.threads
         record["onnxruntime_inter_op"] = 1
-        record["onnxruntime_batch_sessions"] = settings.threads
+        record["onnxruntime_batch_sessions"] = plan.lanes if plan else settings.threads
+        record["onnxruntime_batch_session_threads"] = plan.lane_threads if plan else 1
+        record["plan"] = plan.name if plan else None
     record["backend"] = settings.backend
     record.update({name: os.environ.get(name) for name in _THREAD_VARIABLES})
     return record
+
+
+def _plan(settings: Settings) -> Plan | None:
+    """The plan the configured model runs with here, as cached (nothing is measured for the record)."""
+    try:
+        return plan_status(settings).plan
+    except SemsearchError:
+        return None
 
 
 def git_commit() -> str | None:

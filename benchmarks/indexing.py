@@ -2,7 +2,9 @@
 
 Each measured step runs in a fresh child process (`python -m semsearch.benchmarks.indexing CHILD ...`), so its peak
 RSS is its own (read with `os.wait4`) and no step warms another's caches. Runs alternate baseline and build;
-a last step times the model's matrix products alone in int8 and fp32 (`semsearch.benchmarks.kernels`).
+then come where the embedding time goes (`semsearch.benchmarks.phases`), the planner's choice against every plan
+it searches (`semsearch.benchmarks.plans`), and the model's matrix products alone in int8 and fp32
+(`semsearch.benchmarks.kernels`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
+from semsearch.index.model.planning.measure import PROBE_PASSAGES
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -51,8 +54,12 @@ def run_child(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict
     return result
 
 
-def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
-    """`runs` rounds of (baseline encode, full build), then the built index's size on disk and in memory."""
+def measure_indexing(
+    corpus: Path, work_dir: Path, runs: int, plan_rounds: int = 3, probe: int = PROBE_PASSAGES
+) -> dict[str, Any]:
+    """`runs` rounds of (baseline encode, full build), then the built index's size on disk and in memory, the
+    phases of embedding, every plan against the planner's choice (`plan_rounds` rounds on a probe of `probe`
+    passages), and the matrix products alone."""
     index_dir = work_dir / "indexing-run"
     texts_file = work_dir / "indexing-passages.json"
     baseline: list[dict[str, Any]] = []
@@ -67,6 +74,8 @@ def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
             file=sys.stderr,
         )
     footprint = run_child(["load", str(index_dir)])
+    phases = run_child(["phases", str(texts_file)])
+    plans = run_child(["plans", str(plan_rounds), str(probe)])
     products = run_child(["products"])
     shutil.rmtree(index_dir, ignore_errors=True)
     texts_file.unlink(missing_ok=True)
@@ -93,6 +102,11 @@ def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
             "process_seconds": median(ours, "process_seconds"),
             "peak_rss_bytes": int(median(ours, "peak_rss_bytes")),
             "backend": ours[0]["backend"],
+            "plan": ours[0].get("plan"),
+            # Reading, splitting, the vector and lexical indexes and the files: the build's time outside embedding.
+            "other_seconds": round(
+                statistics.median(float(r["build_seconds"]) - float(r["embed_seconds"]) for r in ours), 3
+            ),
         },
         "baseline": {
             "what": "SentenceTransformer(path, device='cpu').encode(passages, batch_size=32), fp32",
@@ -113,8 +127,14 @@ def measure_indexing(corpus: Path, work_dir: Path, runs: int) -> dict[str, Any]:
         "memory_bytes_per_passage": round(footprint["memory_bytes"] / passages, 1),
         "disk_bytes": footprint["disk_bytes"],
         "memory_bytes": footprint["memory_bytes"],
-        "products": {k: v for k, v in products.items() if k not in ("process_seconds", "peak_rss_bytes")},
+        "phases": _without_process(phases),
+        "plans": _without_process(plans),
+        "products": _without_process(products),
     }
+
+
+def _without_process(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("process_seconds", "peak_rss_bytes")}
 
 
 def indexing_markdown(record: Mapping[str, Any]) -> str:
@@ -143,7 +163,51 @@ def indexing_markdown(record: Mapping[str, Any]) -> str:
         f"whole build {record['ratio_build_vs_baseline']:.2f}×. Index size: "
         f"{record['disk_bytes_per_passage']:.0f} bytes per passage on disk, "
         f"{record['memory_bytes_per_passage']:.0f} bytes per passage in memory once loaded.\n"
+        + _phases_lines(record)
+        + _plans_lines(record.get("plans"))
         + _products_line(record.get("products"))
+    )
+
+
+def _phases_lines(record: Mapping[str, Any]) -> str:
+    """Where the time goes: the phases of embedding per passage on one lane, the transformer's operators, and
+    the build outside embedding; empty for a record without them."""
+    phases = record.get("phases")
+    if not phases or "ms_per_passage" not in phases:
+        return ""
+    ms = phases["ms_per_passage"]
+    build = record["build"]
+    operators = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in phases["operators"])
+    other = (
+        f"; outside embedding (reading, splitting, indexes, files) the build spent {build['other_seconds']:.2f} s "
+        f"of {build['build_seconds']:.2f} s"
+        if "other_seconds" in build
+        else ""
+    )
+    return (
+        f"\nWhere embedding time goes ({phases['passages']} passages of {phases['tokens_per_passage']:.0f} tokens, "
+        f"plan {phases['plan']}, ms per passage on one lane of {phases['lane_threads']} thread(s)): tokenising "
+        f"{ms['tokenise']}, padding {ms['pad']} ({100 * phases['padding_share']:.1f}% of tokens are padding), "
+        f"transformer {ms['transformer']}, pooling {ms['pool']}{other}. The transformer by operator: {operators}.\n"
+    )
+
+
+def _plans_lines(plans: Mapping[str, Any] | None) -> str:
+    """The planner's choice against the fastest plan measured on the same probe; empty without them."""
+    if not plans:
+        return ""
+    rows = [[p["plan"], p["passages_per_second"], "yes" if p["gate"] else "no"] for p in plans["plans"]]
+    chosen = "; ".join(
+        f"{name} choice {c['plan']}: {c['passages_per_second']} passages/s, {c['ratio_vs_fastest']:.2f}× the fastest"
+        for name, c in plans["chosen"].items()
+    )
+    return (
+        f"\nPlans on the planner's probe ({plans['probe']['passages']} SQuAD passages, fastest of "
+        f"{plans['rounds']} alternating rounds): the planner measured afresh in {plans['first_use_seconds']:.1f} s "
+        f"(first use, conversion not included); {chosen}. Fastest that passes the gate: {plans['fastest']} "
+        f"({plans['fastest_passages_per_second']} passages/s).\n\n"
+        + markdown_table(["plan", "probe passages/s", "passes the gate"], rows)
+        + "\n"
     )
 
 
@@ -202,13 +266,15 @@ def _child_build(corpus: Path, index_dir: Path, texts_file: Path) -> dict[str, A
         "build_passages_per_second": round(summary.passages / summary.seconds, 3),
         "build_seconds": round(summary.seconds, 3),
         "model_load_seconds": round(loaded, 3),
+        "embed_seconds": round(summary.embed_seconds, 3),
         "backend": embedder.info.backend,
+        "plan": embedder.plan.name if embedder.plan else None,
     }
 
 
 def _child_encode(texts_file: Path) -> dict[str, Any]:
     from semsearch.api.cli import load_settings
-    from semsearch.index.model.embedder import model_info
+    from semsearch.index.model.embedder import configured_model
 
     settings = load_settings()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -219,7 +285,7 @@ def _child_encode(texts_file: Path) -> dict[str, Any]:
     torch.set_num_threads(settings.threads)
     transformers.logging.disable_progress_bar()
     texts = json.loads(texts_file.read_text(encoding="utf-8"))
-    model = SentenceTransformer(model_info(settings).path, device="cpu", local_files_only=True)
+    model = SentenceTransformer(configured_model(settings).path, device="cpu", local_files_only=True)
     started = time.perf_counter()
     model.encode(texts, batch_size=32, show_progress_bar=False)
     seconds = time.perf_counter() - started
@@ -244,6 +310,20 @@ def _child_load(index_dir: Path) -> dict[str, Any]:
     return {"disk_bytes": disk, "memory_bytes": after - before}
 
 
+def _child_phases(texts_file: Path) -> dict[str, Any]:
+    from semsearch.api.cli import load_settings
+    from semsearch.benchmarks.phases import measure_phases
+
+    return measure_phases(load_settings(), json.loads(texts_file.read_text(encoding="utf-8")))
+
+
+def _child_plans(rounds: int, probe: int) -> dict[str, Any]:
+    from semsearch.api.cli import load_settings
+    from semsearch.benchmarks.plans import measure_plans
+
+    return measure_plans(load_settings(), rounds, probe)
+
+
 def _child_products() -> dict[str, Any]:
     from semsearch.api.cli import load_settings
     from semsearch.benchmarks.kernels import measure_products
@@ -260,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     build.add_argument("texts", type=Path)
     sub.add_parser("encode").add_argument("texts", type=Path)
     sub.add_parser("load").add_argument("index", type=Path)
+    sub.add_parser("phases").add_argument("texts", type=Path)
+    plans = sub.add_parser("plans")
+    plans.add_argument("rounds", type=int)
+    plans.add_argument("probe", type=int)
     sub.add_parser("products")
     args = parser.parse_args(argv)
     if args.step == "build":
@@ -268,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = _child_encode(args.texts)
     elif args.step == "load":
         result = _child_load(args.index)
+    elif args.step == "phases":
+        result = _child_phases(args.texts)
+    elif args.step == "plans":
+        result = _child_plans(args.rounds, args.probe)
     else:
         result = _child_products()
     print(json.dumps(result))

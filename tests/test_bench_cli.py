@@ -78,7 +78,8 @@ def test_quality_gate_compares_a_fast_backend_with_fp32(tiny_beir: Path, tmp_pat
     result = bench(
         "quality", "--dataset", str(tiny_beir), "--mode", "dense", "--latency-queries", "3", "--runs", "1",
         "--gate-against", "torch-fp32", "--out", str(out), "--work-dir", str(tmp_path / "work"),
-        env={"SEMSEARCH_BACKEND": "onnx-int8", "SEMSEARCH_MODEL_CACHE": str(tmp_path / "models")},
+        env={"SEMSEARCH_BACKEND": "onnx-int8", "SEMSEARCH_PLAN": "default",
+             "SEMSEARCH_MODEL_CACHE": str(tmp_path / "models")},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     record = outputs(out, "quality")
@@ -152,8 +153,8 @@ def test_latency_rejects_a_bad_concurrency_list(tmp_path: Path) -> None:
 def test_indexing_compares_the_build_with_plain_encode(tiny_beir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = bench(
-        "indexing", "--dataset", str(tiny_beir), "--records", "12", "--runs", "1",
-        "--out", str(out), "--work-dir", str(tmp_path / "work"),
+        "indexing", "--dataset", str(tiny_beir), "--records", "12", "--runs", "1", "--plan-rounds", "1",
+        "--probe", "4", "--out", str(out), "--work-dir", str(tmp_path / "work"),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     record = outputs(out, "indexing")
@@ -169,8 +170,17 @@ def test_indexing_compares_the_build_with_plain_encode(tiny_beir: Path, tmp_path
         and products["int8_gmacs"] > 0
         and products["fp32_gmacs"] > 0
     )
+    phases = record["phases"]
+    assert phases["plan"] == record["build"]["plan"] and phases["ms_per_passage"]["transformer"] > 0
+    assert abs(sum(o["share"] for o in phases["operators"]) - 1) < 0.01
+    plans = record["plans"]
+    assert plans["probe"]["passages"] == 4 and len(plans["plans"]) >= 2 * 5  # two backends, five batchings each
+    assert set(plans["chosen"]) == {"fresh", "cached"}  # the build ran the cached plan's batches
+    assert record["build"]["plan"].startswith(plans["chosen"]["cached"]["plan"].split(",query=")[0])
+    assert all(c["ratio_vs_fastest"] > 0 for c in plans["chosen"].values()) and plans["first_use_seconds"] > 0
     markdown = (out / "indexing.md").read_text()
     assert "(rounds: " in markdown and "Matrix products alone" in markdown
+    assert "Where embedding time goes" in markdown and "Plans on the planner's probe" in markdown
     assert not (tmp_path / "work" / "indexing-run").exists()
 
 

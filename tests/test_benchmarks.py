@@ -119,7 +119,7 @@ def test_a_file_without_a_machine_never_compares_machine_figures() -> None:
         check_figures(record, {"figures": [dict(figure, scope="planet")]})
 
 
-SPEED_SUFFIXES = ("qps", "_ms", "per_second", "gmacs")
+SPEED_SUFFIXES = ("qps", "_ms", "per_second", "gmacs", "seconds")
 
 
 @pytest.mark.parametrize("path", sorted(EXPECTED_DIR.glob("*.json")), ids=lambda p: p.name)

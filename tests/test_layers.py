@@ -2,7 +2,8 @@
 
 Between layers: benchmarks -> api -> search -> index. Inside `index`: `reading` is pure (nothing else of the
 index), `model` and `storage` know only `reading` and not each other, the ONNX export knows nothing of the
-runtime, and `writing` is the only code that uses model and storage together. The package root's settings,
+runtime, the planner (`model.planning`) stands on the runtime and the export but not on the embedder that asks
+it for plans, and `writing` is the only code that uses model and storage together. The package root's settings,
 errors and search parameters serve every layer and import no layer; `engine` (the Python API) stands on search
 and index.
 """
@@ -33,6 +34,11 @@ ALLOWED: dict[str, set[str]] = {
     "semsearch.index.reading": set(),
     "semsearch.index.model.export": set(),
     "semsearch.index.model": {"semsearch.index.model.export"},
+    "semsearch.index.model.planning": {
+        "semsearch.index.model.onnx_runtime",
+        "semsearch.index.model.batching",
+        "semsearch.index.model.export",
+    },
     "semsearch.index.storage": {"semsearch.index.reading"},
     "semsearch.index.writing": {"semsearch.index"},
     "semsearch.search": {"semsearch.index.reading", "semsearch.index.model", "semsearch.index.storage"},
@@ -108,6 +114,9 @@ def test_imports_only_go_down() -> None:
         ("semsearch.index.model.embedder", "semsearch.index.storage.store"),  # nor the model storage
         ("semsearch.index.reading.readers", "semsearch.index.storage.store"),  # reading is pure
         ("semsearch.index.model.export.onnx_export", "semsearch.index.model.onnx_runtime"),
+        ("semsearch.index.model.export.onnx_export", "semsearch.index.model.planning.planner"),
+        ("semsearch.index.model.planning.planner", "semsearch.index.model.embedder"),  # the embedder asks it
+        ("semsearch.index.model.planning.cache", "semsearch.index.storage.store"),  # its cache is its own
         ("semsearch.search.searcher", "semsearch.index.writing.builder"),  # search does not write
         ("semsearch.index.writing.builder", "semsearch.search.searcher"),  # nor index call up
         ("semsearch.search.live", "semsearch.api.app"),

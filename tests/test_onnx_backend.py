@@ -29,7 +29,9 @@ PARAGRAPHS = [str(r["text"]).split("\n\n")[0] for r in GV_RECORDS[:24]]
 
 @pytest.fixture(scope="module")
 def onnx_settings(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return base_settings.replace(backend="onnx-int8", model_cache=tmp_path_factory.mktemp("models"))
+    # The built-in plan: these tests are about the conversion and the runtime, and a fresh model cache would
+    # measure a plan first.
+    return base_settings.replace(backend="onnx-int8", plan="default", model_cache=tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,7 @@ def test_the_lanes_hand_each_batch_its_own_vectors_once(onnx_settings: Settings,
     assert sorted(got) == [n for n, _ in batches]
     session = encoder._lane_sessions()[0]
     for key, batch in batches:  # whichever lane ran it, a batch comes out as one lane alone makes it
-        assert np.allclose(got[key], encoder._infer(session, encoder._feeds(batch)), atol=1e-6)
+        assert np.allclose(got[key], encoder._infer(session, encoder.feeds(batch)), atol=1e-6)
 
 
 def test_one_passage_runs_on_the_multi_threaded_session_and_more_on_the_lanes(

@@ -20,4 +20,7 @@ def health(request: Request) -> HealthOut:
 @router.get("/stats", response_model=StatsOut, summary="What the loaded index holds")
 def stats(request: Request, engine: SearcherDep) -> StatsOut:
     error = request.app.state.live.last_error
-    return StatsOut(**asdict(engine.stats()), reload_error=str(error) if error else None)
+    plan = engine.embedder.plan
+    return StatsOut(
+        **asdict(engine.stats()), query_plan=plan.name if plan else None, reload_error=str(error) if error else None
+    )

@@ -18,14 +18,21 @@ import numpy as np
 import numpy.typing as npt
 
 from semsearch.errors import ModelLoadError
+from semsearch.index.model.batching import batches_by_length as batches_by_length
 from semsearch.index.model.export.onnx_export import EXPORT_REVISION, ONNX_BACKENDS, cached_model, check_exportable
 from semsearch.index.model.onnx_runtime import OnnxEncoder
+from semsearch.index.model.planning.plan import AUTO, Plan
+from semsearch.index.model.planning.planner import ModelFiles, Planner, PlanStatus
 
 if TYPE_CHECKING:
     from semsearch.settings import Settings
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BACKEND = "torch-fp32"
+# Measures plans on the bundled probe; tests pass their own (a tiny probe) where they load a model.
+PLANNER = Planner()
+# Queries in one micro-batch that a plan may run as one call; more go through the batch path.
+_WHOLE_MICRO_BATCH = 64
 # Texts sorted together by token count before they are cut into batches: wide enough that a batch pads
 # little, and each window is tokenised only when its first batch is asked for.
 _WINDOW = 1024
@@ -44,8 +51,8 @@ class ModelInfo:
     export_revision: int | None = None
 
 
-def model_info(settings: Settings) -> ModelInfo:
-    """Identify the configured model without loading it (cheap enough for every `ask`)."""
+def configured_model(settings: Settings) -> ModelFiles:
+    """The configured model's name, folder, fingerprint and window, without loading it."""
     if settings.model:
         path = Path(settings.model).expanduser().resolve()
         name = path.name
@@ -59,13 +66,43 @@ def model_info(settings: Settings) -> ModelInfo:
             f"No sentence-transformers model at {path}: set SEMSEARCH_MODEL to a local model folder "
             "(one with modules.json), or leave it empty for the bundled all-MiniLM-L6-v2"
         )
+    return ModelFiles(name, str(path), _fingerprint(str(path)), max_seq_length(str(path)))
+
+
+def model_info(settings: Settings, planner: Planner = PLANNER) -> ModelInfo:
+    """Identify the configured model without loading it (cheap enough for every `ask`). `SEMSEARCH_BACKEND=auto`
+    becomes the backend of the plan: measured once per machine and model (that first use takes seconds), or
+    torch-fp32 for a model that cannot be converted."""
+    files = configured_model(settings)
+    backend = settings.backend
+    if backend == AUTO:
+        backend = planner.auto_backend(settings, files) if check_exportable(files.path) is None else BACKEND
     return ModelInfo(
-        name=name,
-        path=str(path),
-        fingerprint=_fingerprint(str(path)),
-        backend=settings.backend,
-        export_revision=EXPORT_REVISION if settings.backend in ONNX_BACKENDS else None,
+        name=files.name,
+        path=files.path,
+        fingerprint=files.fingerprint,
+        backend=backend,
+        export_revision=EXPORT_REVISION if backend in ONNX_BACKENDS else None,
     )
+
+
+def plan_status(settings: Settings, planner: Planner = PLANNER) -> PlanStatus:
+    """The plan the configured model runs with on this machine, without measuring anything."""
+    files = configured_model(settings)
+    if settings.backend == BACKEND or check_exportable(files.path) is not None:
+        return PlanStatus(BACKEND, None, "none")
+    return planner.status(settings, files)
+
+
+def max_seq_length(model_path: str) -> int:
+    """The model's window in tokens, special tokens included (sentence-transformers' `max_seq_length`)."""
+    config = Path(model_path) / "sentence_bert_config.json"
+    return int(json.loads(config.read_text()).get("max_seq_length", 256)) if config.is_file() else 256
+
+
+def model_files(info: ModelInfo) -> ModelFiles:
+    """What the planner needs of a model."""
+    return ModelFiles(info.name, info.path, info.fingerprint, max_seq_length(info.path))
 
 
 def resolve_backend(settings: Settings, info: ModelInfo) -> tuple[ModelInfo, str | None]:
@@ -97,13 +134,6 @@ def _fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
-def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Positions cut into batches of `batch_size`, longest first (ties in input order): each batch holds texts of
-    about the same length, so it pads little."""
-    order = sorted(range(len(lengths)), key=lambda n: -lengths[n])
-    return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
-
-
 def _counting_copy(tokenizer: Any) -> Any:
     """A copy of a fast tokenizer that counts whole texts: no truncation, no padding."""
     from tokenizers import Tokenizer
@@ -117,6 +147,10 @@ def _counting_copy(tokenizer: Any) -> Any:
 class Embedder:
     """A loaded sentence-transformers model, fixed to the CPU and to a thread count."""
 
+    # How it runs on this machine (ONNX backends); torch-fp32 runs without one.
+    plan: Plan | None = None
+    _tokens = 0  # padded tokens per model call at most (0: no budget)
+
     def __init__(self, info: ModelInfo, model: Any) -> None:
         self.info = info
         self._model = model
@@ -129,12 +163,13 @@ class Embedder:
         self._counter: Any = None if backend is None else _counting_copy(backend)
 
     @classmethod
-    def load(cls, settings: Settings, info: ModelInfo | None = None) -> Embedder:
-        """Load the model on its backend (`info.backend`); an ONNX backend is exported first if needed."""
-        info = info or model_info(settings)
+    def load(cls, settings: Settings, info: ModelInfo | None = None, planner: Planner = PLANNER) -> Embedder:
+        """Load the model on its backend (`info.backend`); an ONNX backend is exported first if needed, and runs
+        with its plan for this machine (measured on first use)."""
+        info = info or model_info(settings, planner)
         os.environ["HF_HUB_OFFLINE"] = "1"
         if info.backend in ONNX_BACKENDS:
-            return OnnxEmbedder.load(settings, info)
+            return OnnxEmbedder.load(settings, info, planner)
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
@@ -180,7 +215,7 @@ class Embedder:
         asked for."""
         for lo in range(0, len(texts), _WINDOW):
             items, lengths = self._prepare(texts[lo : lo + _WINDOW])
-            for rows in batches_by_length(lengths, size):
+            for rows in batches_by_length(lengths, size, self._tokens):
                 yield [lo + n for n in rows], [items[n] for n in rows]
 
     def _batch_rows(self, batch_size: int, count: int) -> int:
@@ -222,31 +257,47 @@ class Embedder:
 
 
 class OnnxEmbedder(Embedder):
-    """The same model exported to ONNX (fp32 or int8 weights) and run by onnxruntime, without torch."""
+    """The same model exported to ONNX (fp32 or int8 weights) and run by onnxruntime, without torch, as its plan
+    says (`plan`; None for an encoder built by hand, which runs the built-in way)."""
 
-    def __init__(self, info: ModelInfo, encoder: OnnxEncoder, max_seq_length: int) -> None:
+    def __init__(self, info: ModelInfo, encoder: OnnxEncoder, max_seq_length: int, plan: Plan | None = None) -> None:
         self.info = info
         self._encoder = encoder
         self.dimension = encoder.dimension
         self.max_tokens = max_seq_length - 2
         self._counter = _counting_copy(encoder.tokenizer)
+        self.plan = plan
+        self._tokens = plan.tokens if plan else 0
 
     @classmethod
-    def load(cls, settings: Settings, info: ModelInfo | None = None) -> OnnxEmbedder:
-        info = info or model_info(settings)
+    def load(cls, settings: Settings, info: ModelInfo | None = None, planner: Planner = PLANNER) -> OnnxEmbedder:
+        info = info or model_info(settings, planner)
         problem = check_exportable(info.path)
         if problem is not None:
             raise ModelLoadError(f"The model at {info.path} cannot run on {info.backend}: {problem}")
         onnx_file = cached_model(info.path, info.fingerprint, info.backend, settings.model_cache)
-        config = json.loads((Path(info.path) / "sentence_bert_config.json").read_text())
-        max_seq_length = int(config.get("max_seq_length", 256))
+        files = model_files(info)
+        plan = planner.plan_for(settings, files, info.backend)
         try:
-            encoder = OnnxEncoder(onnx_file, info.path, max_seq_length, settings.threads)
+            encoder = OnnxEncoder(
+                onnx_file,
+                info.path,
+                files.max_seq_length,
+                settings.threads,
+                lanes=plan.lanes,
+                lane_threads=plan.lane_threads,
+                query_threads=plan.query_threads,
+                split_queries=plan.micro == "split",
+            )
         except Exception as exc:  # onnxruntime raises its own types for a damaged file
             raise ModelLoadError(
                 f"Could not load {onnx_file}: {exc}. Delete that folder to convert the model again."
             ) from exc
-        return cls(info, encoder, max_seq_length)
+        return cls(info, encoder, files.max_seq_length, plan)
+
+    @property
+    def encoder(self) -> OnnxEncoder:
+        return self._encoder
 
     def _prepare(self, texts: Sequence[str]) -> tuple[list[Any], list[int]]:
         """The token ids of each text (tokenised once), and their lengths."""
@@ -256,9 +307,20 @@ class OnnxEmbedder(Embedder):
     def embed_query(self, text: str) -> Vectors:
         return self._encoder.encode([text])
 
+    def embed_queries(self, texts: Sequence[str], batch_size: int = 64) -> Vectors:
+        """A plan that runs micro-batches whole encodes a few queries in one call on the query session."""
+        if 1 < len(texts) <= _WHOLE_MICRO_BATCH and not self._encoder.split_queries:
+            return self._encoder.encode(texts)
+        return super().embed_queries(texts, batch_size)
+
     def _batch_rows(self, batch_size: int, count: int) -> int:
-        """`batch_size` texts are one call split across the lanes; a smaller call (a few queries) is split too."""
-        return -(-min(batch_size, max(count, 1)) // self._encoder.threads)
+        """The plan's texts per call, at most `batch_size` (without a plan, `batch_size` texts are one call split
+        across the lanes); fewer texts than the lanes can take (a few queries, a small write) are split across
+        the lanes too."""
+        lanes = self._encoder.lanes
+        if self.plan is None:
+            return -(-min(batch_size, max(count, 1)) // lanes)
+        return min(self.plan.rows, batch_size, -(-max(count, 1) // lanes))
 
     def _encode_batches(
         self, batches: Iterable[tuple[list[int], list[Any]]], done: Callable[[list[int], Vectors], None]

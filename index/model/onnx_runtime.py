@@ -21,14 +21,26 @@ K = TypeVar("K")
 class OnnxEncoder:
     """Token embeddings from onnxruntime, mean-pooled over the attention mask and L2-normalised.
 
-    One text runs on a session with `threads` intra-op threads (the lowest latency for one query). Many batches
-    run on `threads` one-thread sessions side by side ("lanes"), each lane taking the next batch as soon as it
-    is free: for passages that costs less CPU than one session splitting every operator across threads, and no
-    lane waits for another. The lane sessions are made on first use; each holds its own copy of the
-    weights (23 MB for int8 MiniLM).
+    One text runs on a session with `query_threads` intra-op threads (every thread by default). Many batches
+    run on `lanes` sessions of `lane_threads` threads each (by default one one-thread lane per thread) side by
+    side, each lane taking the next batch as soon as it is free, so no lane waits for another. A few texts at
+    once (a micro-batch of queries) are split across the lanes, or with `split_queries` off run as one call on
+    the query session. The lane sessions are made on first use; each holds its own copy of the weights (23 MB
+    for int8 MiniLM). Which layout is fastest depends on the machine: the planner measures it
+    (`semsearch.index.model.planning`).
     """
 
-    def __init__(self, onnx_file: Path, model_path: str, max_seq_length: int, threads: int) -> None:
+    def __init__(
+        self,
+        onnx_file: Path,
+        model_path: str,
+        max_seq_length: int,
+        threads: int,
+        lanes: int | None = None,
+        lane_threads: int | None = None,
+        query_threads: int | None = None,
+        split_queries: bool = True,
+    ) -> None:
         from tokenizers import Tokenizer
 
         # The folder's tokenizer.json may carry its own truncation and fixed padding: truncate as the model does,
@@ -39,7 +51,11 @@ class OnnxEncoder:
         self.pad_id = self.tokenizer.token_to_id(self._pad_token(model_path)) or 0
         self.onnx_file = onnx_file
         self.threads = max(1, threads)
-        self.session = self._session(self.threads)
+        self.lanes = max(1, min(lanes or self.threads, self.threads))
+        self.lane_threads = max(1, lane_threads or self.threads // self.lanes)
+        self.query_threads = max(1, min(query_threads or self.threads, self.threads))
+        self.split_queries = split_queries
+        self.session = self._session(self.query_threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
         self._lanes: list[Any] = []
@@ -57,11 +73,14 @@ class OnnxEncoder:
         return ort.InferenceSession(str(self.onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
 
     def _lane_sessions(self) -> list[Any]:
-        """The one-thread sessions, made on first use (onnxruntime lets several threads run one session at once,
-        so concurrent callers share them)."""
+        """The lanes' sessions, made on first use (onnxruntime lets several threads run one session at once, so
+        concurrent callers share them); one lane as wide as the query session is that session."""
         with self._lanes_lock:
             if not self._lanes:
-                self._lanes = [self._session(1) for _ in range(self.threads)]
+                if self.lanes == 1 and self.lane_threads == self.query_threads:
+                    self._lanes = [self.session]
+                else:
+                    self._lanes = [self._session(self.lane_threads) for _ in range(self.lanes)]
             return self._lanes
 
     @staticmethod
@@ -79,12 +98,12 @@ class OnnxEncoder:
         return self.encode_ids(self.tokenize(texts))
 
     def encode_ids(self, batch: Sequence[TokenIds]) -> Vectors:
-        """`encode` for texts already tokenised: one text on the multi-threaded session, more split by length
-        across the lanes."""
-        if len(batch) < 2 or self.threads < 2:
-            return self._infer(self.session, self._feeds(batch))
+        """`encode` for texts already tokenised: one text on the query session, more split by length across the
+        lanes (or, with `split_queries` off or one lane, one call on the query session)."""
+        if len(batch) < 2 or self.lanes < 2 or not self.split_queries:
+            return self._infer(self.session, self.feeds(batch))
         order = sorted(range(len(batch)), key=lambda n: len(batch[n]))
-        size = -(-len(order) // self.threads)
+        size = -(-len(order) // self.lanes)
         out = np.empty((len(batch), self.dimension), dtype=np.float32)
 
         def keep(part: list[int], vectors: Vectors) -> None:
@@ -105,12 +124,14 @@ class OnnxEncoder:
         Two batches or more run on the lanes (at most `lanes` of them): the calling thread is one lane and helper
         threads are the others; `batches` is read and `done` called under one lock, so neither needs to be
         thread-safe. The first error stops every lane and is raised here once all of them have stopped. A single
-        batch (one passage of a small write) runs on the multi-threaded session instead, the fastest for it."""
+        batch (one passage of a small write) runs on the query session instead, the fastest for one text; with
+        one lane, every batch runs on it in turn."""
         source = iter(batches)
         head = list(itertools.islice(source, 2))
-        if len(head) < 2 or self.threads < 2:
+        if len(head) < 2 or self.lanes < 2:
+            session = self.session if len(head) < 2 else self._lane_sessions()[0]
             for key, batch in itertools.chain(head, source):
-                done(key, self._infer(self.session, self._feeds(batch)))
+                done(key, self._infer(session, self.feeds(batch)))
             return
         source = itertools.chain(head, source)
         lock = threading.Lock()
@@ -124,14 +145,14 @@ class OnnxEncoder:
                         item = next(source, None)
                     if item is None:
                         return
-                    vectors = self._infer(session, self._feeds(item[1]))
+                    vectors = self._infer(session, self.feeds(item[1]))
                     with lock:
                         done(item[0], vectors)
             except BaseException as exc:  # handed to the calling thread, which raises it
                 failures.append(exc)
                 stop.set()
 
-        first, *others = self._lane_sessions()[: max(2, lanes or self.threads)]
+        first, *others = self._lane_sessions()[: max(2, lanes or self.lanes)]
         helpers: list[threading.Thread] = []
         try:
             for session in others:
@@ -146,7 +167,7 @@ class OnnxEncoder:
         if failures:
             raise failures[0]
 
-    def _feeds(self, batch: Sequence[TokenIds]) -> dict[str, npt.NDArray[np.int64]]:
+    def feeds(self, batch: Sequence[TokenIds]) -> dict[str, npt.NDArray[np.int64]]:
         """The model's inputs for these rows: padded to the longest, with the mask saying which tokens are real."""
         width = max(len(ids) for ids in batch)
         ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
@@ -160,8 +181,12 @@ class OnnxEncoder:
         return feeds
 
     def _infer(self, session: Any, feeds: dict[str, npt.NDArray[np.int64]]) -> Vectors:
-        hidden = session.run(None, feeds)[0]
-        weights = feeds["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return np.ascontiguousarray(pooled, dtype=np.float32)
+        return mean_pool(session.run(None, feeds)[0], feeds["attention_mask"])
+
+
+def mean_pool(hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64]) -> Vectors:
+    """Token embeddings averaged over the real tokens of each row, then L2-normalised, as the model pools."""
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return np.ascontiguousarray(pooled, dtype=np.float32)

@@ -8,20 +8,28 @@ generation; a failure at any point leaves the previous generation current and wh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from semsearch.errors import CorruptIndexError, EmptyCorpusError, IndexMismatchError, InvalidArticleError, NoIndexError
+from semsearch.errors import (
+    ArticleTooLargeError,
+    CorruptIndexError,
+    EmptyCorpusError,
+    IndexMismatchError,
+    InvalidArticleError,
+    NoIndexError,
+)
 from semsearch.index.model.embedder import Embedder, ModelInfo, model_info, resolve_backend
-from semsearch.index.reading.articles import Article, Passage, ReadReport, Skipped, id_problem, text_hash
-from semsearch.index.reading.readers import read_corpus
+from semsearch.index.reading.articles import Article, Passage, ReadReport, Skipped, article_problem, text_hash
+from semsearch.index.reading.folding import normalize_id
+from semsearch.index.reading.readers import display_path, read_corpus
 from semsearch.index.reading.splitter import split_passages
 from semsearch.index.storage.generations import write_generation, writer_lock
-from semsearch.index.storage.lexical import LexicalIndex
+from semsearch.index.storage.lexical import ANALYSIS_VERSION, LexicalIndex
 from semsearch.index.storage.manifest import FORMAT_VERSION, Manifest, library_versions
 from semsearch.index.storage.store import StoredIndex, open_index
 from semsearch.index.storage.vectors import VectorIndexInfo, build_vector_index
@@ -82,6 +90,24 @@ def split_article(article: Article, embedder: Embedder, settings: Settings) -> l
     return [Passage(article.id, n, s, e, article.body[s:e]) for n, (s, e) in enumerate(spans)]
 
 
+def size_problem(article: Article, limit: int) -> str | None:
+    """Why `article` is too large to index (more than `limit` characters of title and body), or None. Every step
+    of a write is linear in the text, so this bounds how long one article holds the writer lock."""
+    size = len(article.title) + len(article.body)
+    if size <= limit:
+        return None
+    return f"{size:,} characters of title and body, over the limit of {limit:,} (SEMSEARCH_MAX_ARTICLE_CHARS)"
+
+
+def _within_size(articles: Iterable[Article], settings: Settings, report: ReadReport) -> Iterator[Article]:
+    for article in articles:
+        problem = size_problem(article, settings.max_article_chars)
+        if problem:
+            report.skip(article.path or article.id, f"the article is too large: {problem}")
+        else:
+            yield article
+
+
 def build_index(
     paths: Sequence[Path],
     settings: Settings,
@@ -97,11 +123,11 @@ def build_index(
     the corpus holds no usable article.
     """
     report = ReadReport()
-    articles = _unique(read_corpus(paths, settings.ignore, report), report)
+    articles = _unique(_within_size(read_corpus(paths, settings.ignore, report), settings, report), report)
     if not articles:
         reasons = "; ".join(f"{s.where}: {s.reason}" for s in report.skipped[:5])
         raise EmptyCorpusError(
-            f"No article to index under {', '.join(map(str, paths))}"
+            f"No article to index under {', '.join(map(display_path, paths))}"
             + (f" (skipped: {reasons})" if reasons else "")
             + "; give .txt, .md, .jsonl, .json, .csv or .html files with text. No index was written."
         )
@@ -126,19 +152,28 @@ def write_articles(
     embedder: Embedder | None = None,
     progress: ProgressFactory | None = None,
 ) -> BuildSummary:
-    """Add or replace `upserts` and remove `deletes` in one new generation, under the writer lock."""
+    """Add or replace `upserts` and remove `deletes` in one new generation, under the writer lock.
+
+    Ids are NFC-normalised (see `articles`); a delete names a stored id as given or in that form."""
     started = time.perf_counter()
     for article in upserts:
-        problem = id_problem(article.id)
+        too_large = size_problem(article, settings.max_article_chars)
+        if too_large:
+            where = f" ({article.path})" if article.path else ""
+            raise ArticleTooLargeError(
+                f"The article {article.id[:80]!r}{where} is too large: {too_large}; split it into several articles"
+            )
+        problem = article_problem(article)
         if problem:
-            raise InvalidArticleError(f"The article id {article.id[:80]!r} is not allowed: {problem}")
-        if not article.body.strip():
-            raise InvalidArticleError(f"The article {article.id!r} has no text; give a non-empty body")
+            raise InvalidArticleError(f"The article {article.id[:80]!r} cannot be written: {problem}")
+    upserts = [a if a.id == normalize_id(a.id) else replace(a, id=normalize_id(a.id)) for a in upserts]
     info, fallback = (embedder.info, None) if embedder else resolve_backend(settings, model_info(settings))
     with writer_lock(settings.index):
         previous = _previous(settings, info, rebuild)
         try:
             stored_articles = previous.stored_articles() if previous and not rebuild else []
+            stored_ids = {a.id for a in stored_articles}
+            deletes = [d if d in stored_ids else normalize_id(d) for d in deletes]
             plan = plan_changes(stored_articles, upserts, deletes, prune)
             if previous is not None and not rebuild and not plan.changes_anything:
                 return BuildSummary(
@@ -259,7 +294,7 @@ def _write(
     }
     manifest = Manifest(
         format_version=FORMAT_VERSION,
-        model=dict(asdict(info)),
+        model={**asdict(info), "plan": _embedding_plan(model if texts else None, previous)},
         dimension=dimension,
         max_tokens=model.max_tokens if model else previous.manifest.max_tokens if previous else 0,
         metric="inner_product",
@@ -267,7 +302,7 @@ def _write(
         counts={"articles": len(plan.articles), "passages": len(assignment.passages)},
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - started, 3),
-        settings={name: getattr(settings, name) for name in BUILD_SETTINGS},
+        settings={**{name: getattr(settings, name) for name in BUILD_SETTINGS}, "lexical_analysis": ANALYSIS_VERSION},
         versions=library_versions(),
         vector_index=vector_info.to_dict(),
         next_passage_id=assignment.next_passage_id,
@@ -291,6 +326,15 @@ def _write(
         seconds=time.perf_counter() - started,
         embed_seconds=embed_seconds,
     )
+
+
+def _embedding_plan(model: Embedder | None, previous: StoredIndex | None) -> str | None:
+    """The plan that embedded this write's passages (a write that embedded none keeps the one before): how
+    the backend ran, recorded beside it; another plan of the same backend may add to the index."""
+    if model is not None:
+        return model.plan.name if model.plan is not None else None
+    plan = previous.manifest.model.get("plan") if previous is not None else None
+    return plan if isinstance(plan, str) else None
 
 
 def _unique(articles: Iterable[Article], report: ReadReport) -> list[Article]:

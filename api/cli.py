@@ -24,7 +24,7 @@ from semsearch.errors import (
     SemsearchError,
 )
 from semsearch.params import SEARCH_PARAMS, Param
-from semsearch.settings import Settings, describe
+from semsearch.settings import LOG_FORMATS, Settings, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 _USAGE_ERRORS = (EmptyQueryError, ConfigError, InputPathError, InvalidFilterError, InvalidArticleError)
@@ -329,18 +329,49 @@ def config(markdown: bool) -> None:
         if key == "SEMSEARCH_API_TOKEN":
             value = "(set)" if value else "(empty: HTTP writes refused)"
         click.echo(f"{key}={value}\n    {help_text} (default: {default})")
+    click.echo(f"\nPlan on this machine: {plan_line(current)}")
 
 
-@main.command("serve", help="Serve the HTTP API and the search page.")
+def plan_line(settings: Settings) -> str:
+    """How the configured model runs here (the backend and plan), without measuring anything."""
+    from semsearch.errors import ModelLoadError
+    from semsearch.index.model.embedder import plan_status
+
+    try:
+        return plan_status(settings).describe()
+    except ModelLoadError as exc:
+        return f"unknown ({exc})"
+
+
+@main.command(
+    "serve",
+    help="Serve the HTTP API, the search page and /metrics. SIGTERM or Ctrl+C finishes the requests and any write "
+    "in progress, then exits 0.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @index_option
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="plain: text lines (requests on stdout, as uvicorn's); json: one JSON object a line, all on stderr "
+    "(default: $SEMSEARCH_LOG_FORMAT, else plain).",
+)
+@click.option(
+    "--log-queries",
+    is_flag=True,
+    default=None,
+    help="Put each search's question in the request log (left out by default).",
+)
 @handle_errors
-def serve(host: str, port: int, index_dir: Path | None) -> None:
-    settings = load_settings(index=index_dir)
-    import uvicorn
+def serve(host: str, port: int, index_dir: Path | None, log_format: str | None, log_queries: bool | None) -> None:
+    from semsearch.api.server import bind, run
 
-    from semsearch.api.app import create_app
-
-    click.echo(f"Serving {settings.index} at http://{host}:{port}/ (API docs at /docs)", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    sock = bind(host, port)  # before anything slow: a port in use fails at once
+    try:
+        settings = load_settings(index=index_dir, log_format=log_format, log_queries=log_queries)
+    except BaseException:
+        sock.close()
+        raise
+    run(settings, sock)

@@ -16,6 +16,8 @@ from semsearch.params import MODES as MODES
 
 ENV_PREFIX = "SEMSEARCH_"
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8")
+AUTO = "auto"  # SEMSEARCH_BACKEND and SEMSEARCH_PLAN: measured on this machine
+LOG_FORMATS = ("plain", "json")
 APP_NAME = "semsearch"
 
 
@@ -59,11 +61,21 @@ class Settings:
         },
     )
     backend: str = field(
-        default="onnx-int8",
+        default=AUTO,
         metadata={
-            "help": "How the model runs: torch-fp32 (sentence-transformers), onnx-fp32 or onnx-int8 (the same "
-            "weights converted once to ONNX, cached in SEMSEARCH_MODEL_CACHE). Indexing records it; queries "
-            "use the index's backend."
+            "help": "How the model runs: auto (the fastest ONNX backend that passes the quality gate on this "
+            "machine, as measured by the plan), torch-fp32 (sentence-transformers), onnx-fp32 or onnx-int8 (the "
+            "same weights converted once to ONNX, cached in SEMSEARCH_MODEL_CACHE). Indexing records it; "
+            "queries use the index's backend."
+        },
+    )
+    plan: str = field(
+        default=AUTO,
+        metadata={
+            "help": "How an ONNX backend runs (threads, lanes, batches): auto (measured on first use of a model "
+            "on this machine, then cached in SEMSEARCH_MODEL_CACHE), default (the built-in plan, nothing "
+            "measured), or a plan as `semsearch config` shows one, e.g. "
+            "onnx-int8,lanes=2x1,rows=8,tokens=0,query=1,micro=split (fields left out keep the built-in values)."
         },
     )
     model_cache: Path = field(
@@ -118,9 +130,19 @@ class Settings:
         default=120,
         metadata={"help": "Paragraphs shorter than this merge with a neighbour (datelines, standfirsts)."},
     )
+    max_article_chars: int = field(
+        default=1_000_000,
+        metadata={
+            "help": "Largest article accepted, in characters of title and body (a long read is under 100,000). "
+            "`semsearch index` skips and reports a larger one; an HTTP write of one gets 413."
+        },
+    )
     batch_size: int = field(
         default=32,
-        metadata={"help": "Passages encoded at once while indexing; an ONNX backend splits them across its lanes."},
+        metadata={
+            "help": "Most passages in one model call while indexing: torch-fp32 encodes this many at once, the "
+            "built-in ONNX plan splits them across its lanes, and a measured plan takes at most this many."
+        },
     )
     threads: int = field(
         default_factory=_default_threads,
@@ -161,6 +183,51 @@ class Settings:
         default=8 * 1024 * 1024,
         metadata={"help": "Largest HTTP request body accepted (bytes); larger ones get 413."},
     )
+    max_header_bytes: int = field(
+        default=64 * 1024,
+        metadata={
+            "help": "Largest HTTP request head (request line and headers) the server reads (bytes); a larger one "
+            "gets 431 and its connection is closed."
+        },
+    )
+    max_url_bytes: int = field(
+        default=8 * 1024,
+        metadata={"help": "Longest URL (path and query string) in a request line (bytes, at most 65535); 414 above."},
+    )
+    header_timeout_seconds: float = field(
+        default=10.0,
+        metadata={
+            "help": "Time a client has to send a request's headers, from connecting or from the request's first "
+            "byte, and the longest pause within a body; a slower one gets 408, and a connection that sends "
+            "nothing is closed."
+        },
+    )
+    keep_alive_seconds: int = field(
+        default=5,
+        metadata={"help": "How long an idle keep-alive connection stays open after a response."},
+    )
+    max_connections: int = field(
+        default=512,
+        metadata={"help": "Open HTTP connections served at once; one more gets 503 and is closed."},
+    )
+    shutdown_seconds: int = field(
+        default=30,
+        metadata={
+            "help": "On SIGTERM or Ctrl+C, how long requests in flight may take before they are cancelled; a "
+            "write in progress always completes, then the server exits 0."
+        },
+    )
+    log_format: str = field(
+        default="plain",
+        metadata={
+            "help": "Server log format: plain (text lines, one per request on stdout and the rest on stderr, as "
+            "uvicorn writes them) or json (one JSON object a line, all on stderr)."
+        },
+    )
+    log_queries: bool = field(
+        default=False,
+        metadata={"help": "Put each search's question in the server's request log (it is left out by default)."},
+    )
     ignore: tuple[str, ...] = field(
         default=("README*", "LICENSE*", "NOTICE*", ".*"),
         metadata={"help": "Comma-separated file-name patterns the indexer skips in folders."},
@@ -172,7 +239,13 @@ class Settings:
             ("batch_size", 1),
             ("threads", 1),
             ("ann_threshold", 1),
+            ("max_article_chars", 1),
             ("max_body_bytes", 1024),
+            ("max_header_bytes", 1024),
+            ("max_url_bytes", 256),
+            ("max_connections", 1),
+            ("keep_alive_seconds", 1),
+            ("shutdown_seconds", 1),
         ):
             value = getattr(self, name)
             if value < low:
@@ -182,8 +255,10 @@ class Settings:
                 raise ConfigError(
                     f"{ENV_PREFIX}{param.setting.upper()}={value!r} is not allowed: use {param.allowed()}"
                 )
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"{ENV_PREFIX}BACKEND={self.backend!r} is not allowed: use one of {', '.join(BACKENDS)}")
+        if self.backend not in (AUTO, *BACKENDS):
+            raise ConfigError(
+                f"{ENV_PREFIX}BACKEND={self.backend!r} is not allowed: use one of {', '.join((AUTO, *BACKENDS))}"
+            )
         if not 0.0 < self.duplicate_threshold <= 2.0:
             raise ConfigError(
                 f"{ENV_PREFIX}DUPLICATE_THRESHOLD={self.duplicate_threshold} is not allowed: "
@@ -195,6 +270,16 @@ class Settings:
             )
         if self.reload_seconds < 0:
             raise ConfigError(f"{ENV_PREFIX}RELOAD_SECONDS={self.reload_seconds} is not allowed: use a number >= 0")
+        if self.max_url_bytes > 65535:  # the request parser cannot split a longer URL
+            raise ConfigError(f"{ENV_PREFIX}MAX_URL_BYTES={self.max_url_bytes} is not allowed: use 256 to 65535")
+        if not self.header_timeout_seconds > 0:
+            raise ConfigError(
+                f"{ENV_PREFIX}HEADER_TIMEOUT_SECONDS={self.header_timeout_seconds} is not allowed: use a number above 0"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"{ENV_PREFIX}LOG_FORMAT={self.log_format!r} is not allowed: use one of {', '.join(LOG_FORMATS)}"
+            )
         if not 0.0 <= self.article_weight <= 1.0:
             raise ConfigError(
                 f"{ENV_PREFIX}ARTICLE_WEIGHT={self.article_weight} is not allowed: use a number from 0 to 1"

@@ -289,6 +289,12 @@ def quality(
     show_default=True,
     help="At most this long per HTTP run.",
 )
+@click.option(
+    "--txtai-python",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A Python with txtai installed: also time txtai's hybrid search on the same passages and questions.",
+)
 @common_options
 @handle_errors
 def latency(
@@ -306,6 +312,7 @@ def latency(
     work_dir: Path,
     check: bool,
     expected: Path | None,
+    txtai_python: Path | None,
 ) -> None:
     from semsearch.benchmarks.datasets import sample_queries
     from semsearch.benchmarks.latency import in_process, over_http
@@ -328,8 +335,15 @@ def latency(
     if index_dir is None:
         settings = cached_index("latency", [corpus], settings, work_dir, embedder)
     searcher = Searcher.open(settings, embedder)
+    baselines: dict[str, Any] = {}
     try:
         stages = in_process(searcher, texts, runs)
+        if txtai_python is not None:
+            from semsearch.benchmarks.latency import txtai_baseline
+
+            txtai = txtai_baseline(txtai_python, searcher, texts, runs, settings.threads)
+            txtai["ratio_search_vs_txtai"] = round(stages["search"]["p50_ms"] / txtai["p50_ms"], 3)
+            baselines["txtai"] = txtai
     finally:
         searcher.close()
     with serve_index(settings.index) as base:
@@ -348,6 +362,7 @@ def latency(
         in_process=stages,
         http=http,
         http_unbatched=unbatched,
+        baselines=baselines,
         # Measured side by side in this run, so it holds on any machine: what micro-batching buys.
         batching_ratio={
             level: round(http[level]["qps"] / off["qps"], 3) if off["qps"] else None for level, off in unbatched.items()

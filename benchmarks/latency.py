@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +13,7 @@ from typing import Any
 from semsearch.benchmarks.loadgen import run_load
 from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
 from semsearch.benchmarks.timing import across_runs, latency_summary, time_calls
+from semsearch.errors import SemsearchError
 from semsearch.search.searcher import Searcher
 
 
@@ -27,6 +32,31 @@ def in_process(searcher: Searcher, texts: Sequence[str], runs: int, k: int = 10)
         stage: across_runs([latency_summary(time_calls(call, inputs)) for _ in range(runs)])
         for stage, (call, inputs) in calls.items()
     }
+
+
+def txtai_baseline(python: Path, searcher: Searcher, texts: Sequence[str], runs: int, threads: int) -> dict[str, Any]:
+    """txtai's hybrid search p50 on the searcher's own passages and model, in a child process of `python`."""
+    job = {
+        "model": searcher.embedder.info.path,
+        "passages": [stored.passage.text for stored in searcher.index.stored_passages()],
+        "queries": list(texts),
+        "runs": runs,
+        "k": 10,
+        "threads": threads,
+    }
+    # Run as source, from an empty folder: this package's folder on the child's path would shadow its modules
+    # (benchmarks/datasets.py is not Hugging Face's `datasets`).
+    source = Path(__file__).with_name("txtai_child.py").read_text(encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with tempfile.TemporaryDirectory() as empty:
+        done = subprocess.run(
+            [str(python), "-c", source], input=json.dumps(job), capture_output=True, text=True, env=env, cwd=empty,
+            timeout=3600,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise SemsearchError(f"The txtai baseline failed in {python}: {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def http_load(
@@ -80,7 +110,16 @@ def latency_markdown(record: Mapping[str, Any]) -> str:
             ]
         )
     index = record["index"]
-    return (
+    txtai = record.get("baselines", {}).get("txtai")
+    if txtai:
+        rows.append(["txtai hybrid search, in-process", txtai["p50_ms"], "", "", txtai["p50_ms_spread"], "", "", ""])
+    compared = (
+        f"In-process search against txtai {txtai['version']} on the same passages, model and questions: "
+        f"{txtai['ratio_search_vs_txtai']:.2f}× its p50.\n\n"
+        if txtai
+        else ""
+    )
+    return compared + (
         f"Index: {index['passages']} passages of {index['articles']} articles ({index['corpus']}), backend "
         f"{index['model']['backend']}; "
         f"k=10; {record['query_count']} questions from {record['queries_from']}; each figure is the median "

@@ -7,6 +7,7 @@ with the figures in range, and that --check reports OK and FAIL with the right e
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,18 @@ def test_latency_measures_stages_and_http_levels(tiny_beir: Path, tmp_path: Path
     assert set(record["http"]) == {"c1", "c3"}
     for level in record["http"].values():
         assert level["requests"] == 9 and level["errors_total"] == 0 and level["qps"] > 0
+
+
+def test_latency_names_a_python_without_txtai(tiny_beir: Path, tmp_path: Path) -> None:
+    """The txtai baseline runs in another Python; one without txtai is one clear error, not a traceback."""
+    corpus = tiny_news(tmp_path / "news")
+    result = CliRunner().invoke(
+        main,
+        ["bench", "latency", "--corpus", str(corpus), "--dataset", str(tiny_beir), "--queries", "3", "--runs", "1",
+         "--txtai-python", sys.executable, "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "The txtai baseline failed" in result.output and "txtai" in result.output
+    assert not (tmp_path / "out" / "latency.json").exists()
 
 
 def test_load_run_stops_by_itself_with_writes_and_no_errors(tiny_beir: Path, tmp_path: Path) -> None:

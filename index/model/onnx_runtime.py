@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from semsearch.index.model.export.onnx_export import scaled_per_call
+
 Vectors = npt.NDArray[np.float32]
 TokenIds = npt.NDArray[np.int64]
 K = TypeVar("K")
@@ -28,6 +30,10 @@ class OnnxEncoder:
     the query session. The lane sessions are made on first use; each holds its own copy of the weights (23 MB
     for int8 MiniLM). Which layout is fastest depends on the machine: the planner measures it
     (`semsearch.index.model.planning`).
+
+    A model that quantises its activations per call (int8) runs one text per call, wherever the batch came from,
+    so that a text's vector never depends on the texts beside it (a query on its own, in a micro-batch, or a
+    passage in an index build or a later write).
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class OnnxEncoder:
         self.lane_threads = max(1, lane_threads or self.threads // self.lanes)
         self.query_threads = max(1, min(query_threads or self.threads, self.threads))
         self.split_queries = split_queries
+        self.one_per_call = scaled_per_call(onnx_file)
         self.session = self._session(self.query_threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.dimension = int(self.session.get_outputs()[0].shape[-1])
@@ -101,7 +108,7 @@ class OnnxEncoder:
         """`encode` for texts already tokenised: one text on the query session, more split by length across the
         lanes (or, with `split_queries` off or one lane, one call on the query session)."""
         if len(batch) < 2 or self.lanes < 2 or not self.split_queries:
-            return self._infer(self.session, self.feeds(batch))
+            return self._run(self.session, batch)
         order = sorted(range(len(batch)), key=lambda n: len(batch[n]))
         size = -(-len(order) // self.lanes)
         out = np.empty((len(batch), self.dimension), dtype=np.float32)
@@ -131,7 +138,7 @@ class OnnxEncoder:
         if len(head) < 2 or self.lanes < 2:
             session = self.session if len(head) < 2 else self._lane_sessions()[0]
             for key, batch in itertools.chain(head, source):
-                done(key, self._infer(session, self.feeds(batch)))
+                done(key, self._run(session, batch))
             return
         source = itertools.chain(head, source)
         lock = threading.Lock()
@@ -145,7 +152,7 @@ class OnnxEncoder:
                         item = next(source, None)
                     if item is None:
                         return
-                    vectors = self._infer(session, self.feeds(item[1]))
+                    vectors = self._run(session, item[1])
                     with lock:
                         done(item[0], vectors)
             except BaseException as exc:  # handed to the calling thread, which raises it
@@ -179,6 +186,12 @@ class OnnxEncoder:
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         return feeds
+
+    def _run(self, session: Any, batch: Sequence[TokenIds]) -> Vectors:
+        """The vectors of `batch` from `session`: one call, or one call per text for a model scaled per call."""
+        if self.one_per_call and len(batch) > 1:
+            return np.concatenate([self._infer(session, self.feeds([ids])) for ids in batch])
+        return self._infer(session, self.feeds(batch))
 
     def _infer(self, session: Any, feeds: dict[str, npt.NDArray[np.int64]]) -> Vectors:
         return mean_pool(session.run(None, feeds)[0], feeds["attention_mask"])

@@ -21,6 +21,10 @@ from semsearch.errors import ModelLoadError
 from semsearch.index.model.export.graph import unfuse_skip_layer_norms
 
 ONNX_BACKENDS = ("onnx-fp32", "onnx-int8")
+# Backends whose activations are quantised at run time with one scale per call (onnxruntime's dynamic int8): a
+# text's vector then depends on the other texts of its call (cosine down to 0.992 for short queries beside longer
+# ones), so every call of theirs holds one text.
+SCALED_PER_CALL = frozenset({"onnx-int8"})
 OPSET = 17
 # The recipe of the export (CHANGELOG.md says what each revision changed): a new recipe converts into a new
 # folder, and an index whose vectors came from another revision takes writes only after a rebuild.
@@ -53,6 +57,16 @@ def cached_model(model_path: str, fingerprint: str, backend: str, cache: Path) -
                 )
             )
     return target
+
+
+def scaled_per_call(onnx_file: Path) -> bool:
+    """Whether the exported file at `onnx_file` quantises its activations per call (see SCALED_PER_CALL), from
+    the `source.json` written beside it, or from its folder's name when that is missing."""
+    try:
+        backend = str(json.loads((onnx_file.parent / "source.json").read_text())["backend"])
+    except (OSError, ValueError, KeyError, TypeError):
+        backend = next((b for b in ONNX_BACKENDS if f"-{b}-r" in onnx_file.parent.name), "")
+    return backend in SCALED_PER_CALL
 
 
 def _export(model_path: str, folder: Path, quantize: bool) -> tuple[bool, int]:

@@ -24,7 +24,8 @@ class Plan:
     """Batches run on `lanes` sessions of `lane_threads` intra-op threads each, side by side, each call holding
     at most `rows` texts and (when `tokens` is set) at most `tokens` padded tokens. One query runs on a session
     of `query_threads` threads; a micro-batch of queries is split across the lanes or run as one call (`micro`).
-    Only `backend` changes the vectors (beyond float rounding): the rest is free to differ between machines."""
+    Only `backend` changes the vectors (beyond float rounding; int8 runs one text per call, so `rows` does not): the
+    rest is free to differ between machines."""
 
     backend: str
     lanes: int

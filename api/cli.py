@@ -237,6 +237,8 @@ def ask(
     question: str,
     k: int,
     index_dir: Path | None,
+    offset: int | None,
+    sort: str | None,
     mode: str | None,
     fusion: str | None,
     weight: float | None,
@@ -256,7 +258,13 @@ def ask(
     searcher = Searcher.open(settings)
     try:
         options = searcher.defaults.replace(
-            mode=mode, fusion=fusion, weight=weight, per_article=per_article, filters=filters
+            mode=mode,
+            fusion=fusion,
+            weight=weight,
+            per_article=per_article,
+            filters=filters,
+            offset=offset,
+            sort=sort,
         )
         hits = searcher.search(question, k, options)
     finally:

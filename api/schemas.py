@@ -14,13 +14,16 @@ from semsearch.params import (
     DATE_TO,
     FUSION,
     MODE,
+    OFFSET,
     PER_ARTICLE,
+    SORT,
     SOURCE,
     WEIGHT,
     Fusion,
     K,
     Mode,
     Param,
+    Sort,
 )
 from semsearch.search.searcher import clean_query
 
@@ -52,6 +55,8 @@ class SearchRequest(BaseModel):
 
     query: str = Field(description=QUERY_HELP, json_schema_extra=QUERY_SCHEMA)
     k: int = param_field(K)
+    offset: int = param_field(OFFSET)
+    sort: Sort = param_field(SORT)
     mode: Mode | None = param_field(MODE)
     fusion: Fusion | None = param_field(FUSION)
     weight: float | None = param_field(WEIGHT)

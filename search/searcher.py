@@ -18,18 +18,18 @@ from semsearch.index.reading.folding import normalize_query
 from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER
 from semsearch.index.storage.manifest import check_dimension, check_model
 from semsearch.index.storage.store import StoredIndex, open_index
-from semsearch.params import FUSION, MODE, PER_ARTICLE, WEIGHT, K
+from semsearch.params import FUSION, MODE, OFFSET, PER_ARTICLE, SORT, WEIGHT, K
 from semsearch.params import MAX_K as MAX_K
 from semsearch.search.diversify import Pick, diversify
 from semsearch.search.filters import Filters
 from semsearch.search.fusion import Candidates, best_first, fuse
 from semsearch.search.highlight import highlight_spans, query_terms
+from semsearch.search.paging import MIN_CANDIDATES as MIN_CANDIDATES
+from semsearch.search.paging import PAGE_BLOCK, ahead, blocks, candidate_depth, newest_first, top
 from semsearch.search.results import ArticleView, Hit
 from semsearch.search.stages import StageClock, StageObserver
 from semsearch.settings import BACKENDS, Settings
 
-# Candidates taken from each retriever before fusion, the article blend and diversification.
-MIN_CANDIDATES = 100
 log = logging.getLogger("semsearch.search")
 Vectors = npt.NDArray[np.float32]
 
@@ -51,7 +51,8 @@ def clean_query(query: str) -> str:
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """How to rank: defaults come from Settings; a request may change any of them."""
+    """How to rank: defaults come from Settings; a request may change any of them. `offset` skips that many
+    hits of the ranking (a later page); `sort` orders them by relevance or by date."""
 
     mode: str = MODE.default
     fusion: str = FUSION.default
@@ -59,9 +60,11 @@ class SearchOptions:
     per_article: int = PER_ARTICLE.default
     duplicate_threshold: float = 0.95
     filters: Filters = field(default_factory=Filters)
+    offset: int = OFFSET.default
+    sort: str = SORT.default
 
     def __post_init__(self) -> None:
-        for param in (MODE, FUSION, WEIGHT, PER_ARTICLE):
+        for param in (MODE, FUSION, WEIGHT, PER_ARTICLE, OFFSET, SORT):
             if not param.accepts(getattr(self, param.name)):
                 raise ValueError(f"{param.name} must be {param.allowed()}")
 
@@ -207,7 +210,7 @@ class Searcher:
                 picks = self.retrieve(group_vectors, [batch.texts[n] for n in members], k, options, clock)
                 with clock.stage("rank"):
                     for n, found in zip(members, picks, strict=True):
-                        out[n] = self._hits(found, batch.texts[n])
+                        out[n] = self._hits(found, batch.texts[n], first_rank=options.offset + 1)
             except Exception as exc:  # e.g. a bad filter: it fails its own group only
                 for n in members:
                     out[n] = exc
@@ -228,8 +231,9 @@ class Searcher:
         options: SearchOptions | None = None,
         clock: StageClock | None = None,
     ) -> list[list[Pick]]:
-        """Rank passages for queries whose vectors are ready (None in lexical mode): the ranking alone. `clock`
-        adds the index lookups to its retrieve stage and fusion and diversification to its rank stage."""
+        """Rank passages for queries whose vectors are ready (None in lexical mode): the ranking alone, hits
+        `options.offset` + 1 to `options.offset` + k. `clock` adds the index lookups to its retrieve stage and
+        fusion and diversification to its rank stage."""
         options = options or self.defaults
         clock = clock or StageClock(None)
         allowed = None
@@ -239,7 +243,8 @@ class Searcher:
                 allowed = self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
             if not allowed.any():
                 return [[] for _ in texts]
-        depth = max(MIN_CANDIDATES, 2 * k)
+        wanted = options.offset + k
+        depth = candidate_depth(wanted)
         dense: list[Candidates] = []
         if options.mode != "lexical":
             if vectors is None:
@@ -248,58 +253,83 @@ class Searcher:
                 dense = self._dense(vectors, depth, allowed)
         results = []
         for n, text in enumerate(texts):
-            if options.mode == "dense":
-                scores = dense[n]
-            else:
+            lexical = Candidates.of([], [])
+            if options.mode != "dense":
                 with clock.stage("retrieve"):
-                    lexical = self._lexical(text, depth, allowed)
-                with clock.stage("rank"):
-                    scores = (
-                        lexical
-                        if options.mode == "lexical"
-                        else fuse(options.fusion, dense[n], lexical, options.weight)
-                    )
+                    lexical = best_first(self._lexical(text, depth, allowed))
             with clock.stage("rank"):
-                results.append(
-                    diversify(
-                        best_first(scores),
-                        self.index.article_id_of,
-                        self.index.vectors_of,
-                        k,
-                        options.per_article,
-                        options.duplicate_threshold,
-                    )
-                )
+                near = (vectors[n], dense[n]) if vectors is not None and dense else None
+                picks = self._paged(near, lexical, wanted, options)
+                if options.sort == "date":
+                    picks = self._newest_first(picks)
+            results.append(picks[options.offset : wanted])
         return results
 
+    def _paged(
+        self, dense: tuple[Vectors, Candidates] | None, lexical: Candidates, wanted: int, options: SearchOptions
+    ) -> list[Pick]:
+        """The first `wanted` picks (all kept candidates for `sort=date`), block by block: the hits of each block of
+        50 come from candidates as deep as that block needs, after the hits of the blocks before it, so a page
+        further on neither repeats nor skips a hit of an earlier page."""
+        shown: list[Pick] = []
+        last = blocks(wanted)
+        for block in range(1, last + 1):
+            depth = candidate_depth(block * PAGE_BLOCK)
+            if dense is None:
+                scores = top(lexical, depth)
+            else:
+                near = self._blend(dense[0], top(dense[1], depth))
+                scores = (
+                    near if options.mode == "dense" else fuse(options.fusion, near, top(lexical, depth), options.weight)
+                )
+            ranked = ahead(shown, best_first(scores))
+            # Earlier blocks keep their 50; the last keeps `wanted`, or every candidate when sorting by date.
+            keep = len(ranked) if options.sort == "date" else wanted
+            keep = block * PAGE_BLOCK if block < last else keep
+            shown = diversify(
+                ranked,
+                self.index.article_id_of,
+                self.index.vectors_of,
+                keep,
+                options.per_article,
+                options.duplicate_threshold,
+            )
+        return shown
+
+    def _newest_first(self, picks: list[Pick]) -> list[Pick]:
+        rows = self.index.passages([p.passage_id for p in picks])
+        return newest_first(picks, {n: rows[p.passage_id].date for n, p in enumerate(picks)})
+
     def _dense(self, vectors: Vectors, depth: int, allowed: npt.NDArray[np.bool_] | None) -> list[Candidates]:
-        """Per query, the candidate passages: passage similarity blended with its article's.
+        """Per query, the nearest passages by their own similarity, best first."""
+        all_scores, all_ids = self.index.search(vectors, depth, allowed)
+        found = []
+        for scores, ids in zip(all_scores, all_ids, strict=True):
+            keep = ids >= 0
+            found.append(best_first(Candidates.of(ids[keep], scores[keep])))
+        return found
+
+    def _blend(self, vector: Vectors, near: Candidates) -> Candidates:
+        """Passage similarity blended with its article's.
 
         An article's vector is the mean of its passages, so a passage from an article that is about
         the question as a whole outranks an equally close passage from an article that is not.
         """
         weight = self.article_weight
-        all_scores, all_ids = self.index.search(vectors, depth, allowed)
-        found = []
-        for vector, scores, ids in zip(vectors, all_scores, all_ids, strict=True):
-            keep = ids >= 0
-            passage_scores, passage_ids = scores[keep], ids[keep]
-            if weight > 0:
-                owners = self.index.passage_articles[passage_ids]
-                article_scores = self.index.article_vectors[owners] @ vector
-                passage_scores = (1 - weight) * passage_scores + weight * article_scores
-            found.append(Candidates.of(passage_ids, passage_scores))
-        return found
+        if weight <= 0 or not len(near):
+            return near
+        article_scores = self.index.article_vectors[self.index.passage_articles[near.ids]] @ vector
+        return Candidates.of(near.ids, (1 - weight) * near.scores.astype(np.float32) + weight * article_scores)
 
     def _lexical(self, text: str, depth: int, allowed: npt.NDArray[np.bool_] | None) -> Candidates:
         scores, ids = self.index.lexical_search(ANALYZER.terms(text), depth, allowed)
         return Candidates.of(ids, scores)
 
-    def _hits(self, picks: list[Pick], query: str) -> list[Hit]:
+    def _hits(self, picks: list[Pick], query: str, first_rank: int = 1) -> list[Hit]:
         rows = self.index.passages([p.passage_id for p in picks])
         terms = query_terms(query)
         hits = []
-        for rank, pick in enumerate(picks, start=1):
+        for rank, pick in enumerate(picks, start=first_rank):
             row = rows[pick.passage_id]
             hits.append(
                 Hit(

@@ -48,6 +48,8 @@ class Engine:
         query: str,
         k: int = 10,
         *,
+        offset: int = 0,
+        sort: str = "relevance",
         mode: str | None = None,
         fusion: str | None = None,
         weight: float | None = None,
@@ -57,14 +59,19 @@ class Engine:
         source: str | None = None,
         article_id: str | None = None,
     ) -> list[Hit]:
-        """The `k` best passages for `query`; options left as None take the index's defaults (Settings)."""
+        """The `k` best passages for `query` after the first `offset` (ranks count from offset + 1), by relevance
+        or, with `sort="date"`, newest first; options left as None take the index's defaults (Settings)."""
         self._refresh()
         with self._live.use() as searcher:
             try:
                 check_k(k)
-                options = searcher.defaults.replace(mode=mode, fusion=fusion, weight=weight, per_article=per_article)
+                options = searcher.defaults.replace(
+                    mode=mode, fusion=fusion, weight=weight, per_article=per_article, offset=offset, sort=sort
+                )
             except ValueError as exc:
-                raise InvalidSearchError(f"{exc} (got k={k}, mode={mode}, fusion={fusion})") from None
+                raise InvalidSearchError(
+                    f"{exc} (got k={k}, offset={offset}, sort={sort}, mode={mode}, fusion={fusion})"
+                ) from None
             filters = Filters.parse(date_from, date_to, source, article_id)
             return searcher.search(query, k, options.replace(filters=filters))
 

@@ -13,9 +13,12 @@ T = TypeVar("T")
 
 Mode = Literal["dense", "lexical", "hybrid"]
 Fusion = Literal["weighted", "rrf"]
+Sort = Literal["relevance", "date"]
 MODES: tuple[str, ...] = get_args(Mode)
 FUSIONS: tuple[str, ...] = get_args(Fusion)
+SORTS: tuple[str, ...] = get_args(Sort)
 MAX_K = 100
+MAX_OFFSET = 1000
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -71,6 +74,25 @@ K: Param[int] = Param(
     cli_default=5,
     help="How many passages to return.",
     cli_help="How many passages.",
+)
+OFFSET: Param[int] = Param(
+    name="offset",
+    kind=int,
+    default=0,
+    low=0,
+    high=MAX_OFFSET,
+    help="Skip this many hits: the answer holds the hits ranked offset+1 to offset+k, with those ranks. Pages of "
+    "one query (offset 0, k, 2k, ...) neither repeat nor skip a passage while offset+k stays in one block of 50.",
+    cli_help="Skip this many hits (the next page: --offset K).",
+)
+SORT: Param[str] = Param(
+    name="sort",
+    kind=str,
+    default="relevance",
+    choices=SORTS,
+    help="relevance (best first), or date: the passages relevance ranking keeps from its candidates for "
+    "offset+k hits, newest first (ties by relevance; undated articles last).",
+    cli_help="Order of the hits: relevance, or date (newest first).",
 )
 MODE: Param[str] = Param(
     name="mode",
@@ -145,4 +167,16 @@ ARTICLE_ID: Param[str | None] = Param(
     cli_help="Only passages of this article.",
 )
 # In the order HTTP documents them and `ask --help` lists them.
-SEARCH_PARAMS: tuple[Param[Any], ...] = (K, MODE, FUSION, WEIGHT, PER_ARTICLE, DATE_FROM, DATE_TO, SOURCE, ARTICLE_ID)
+SEARCH_PARAMS: tuple[Param[Any], ...] = (
+    K,
+    OFFSET,
+    SORT,
+    MODE,
+    FUSION,
+    WEIGHT,
+    PER_ARTICLE,
+    DATE_FROM,
+    DATE_TO,
+    SOURCE,
+    ARTICLE_ID,
+)

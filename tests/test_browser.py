@@ -134,4 +134,42 @@ def test_the_api_docs_render_without_the_network(page: Page, live_server: str, p
     page.route("**/*", local_only)
     page.goto(live_server + path)
     expect(page.get_by_text("Search with query parameters").first).to_be_visible()
+    for _ in range(50):  # ReDoc asks for its logo once the page is drawn, which may come after the text
+        if len(elsewhere) >= len(outside):
+            break
+        page.wait_for_timeout(100)
     assert elsewhere == outside
+
+
+def test_sort_by_date_and_more_results_with_the_keyboard(page: Page, live_server: str) -> None:
+    question = "energy cooperation in Central Asia"
+    page.goto(live_server + "/")
+    expect(page.locator("#q")).to_be_focused()  # keys typed before the page focuses the box are lost
+    page.keyboard.type(question)
+    expect(page.locator("#q")).to_have_value(question)
+    page.keyboard.press("Tab")  # the Search button
+    page.keyboard.press("Tab")  # mode
+    page.keyboard.press("Tab")  # sort
+    expect(page.locator("#sort")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#sort")).to_have_value("date")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator("#q")).to_be_focused()
+    page.keyboard.press("Enter")
+    items = page.locator("#results li")
+    expect(items).to_have_count(10)
+    more = page.locator("#more")
+    expect(more).to_be_visible()
+    more.focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(20)
+    expect(items.nth(10).locator(".title")).to_be_focused()  # the reader continues at the first new hit
+    expected = page.request.get(live_server + "/search", params={"q": question, "k": 20, "sort": "date"}).json()
+    # Passages of one article share its date and may swap places between two encodings of the question.
+    texts = [item.locator(".passage").inner_text() for item in items.all()]
+    assert len(set(texts)) == 20
+    dates = [item.locator(".meta").inner_text().split(" · ")[0] for item in items.all()]
+    assert dates == [h["date"] for h in expected["hits"]] == sorted(dates, reverse=True)
+    assert "sort=date" in page.url

@@ -90,7 +90,8 @@ plain_articles = st.fixed_dictionaries(
 def test_writes_are_read_back_then_deleted_statefully(writable_server: str) -> None:
     """Schemathesis follows the OpenAPI links of each write (POST or PUT, then GET and DELETE of the id it
     wrote, then GET again), with the token: what was written is read back, and is gone once deleted."""
-    schema = schemathesis.openapi.from_url(f"{writable_server}/openapi.json")
+    # Only the article operations: searches (fuzzed on their own above) would take the steps the chain needs.
+    schema = schemathesis.openapi.from_url(f"{writable_server}/openapi.json").include(path_regex=r"^/articles")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     seen: list[tuple[str, int]] = []
     written: dict[str, str | None] = {}  # id -> the body text it was last written with (None: not followed)

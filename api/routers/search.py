@@ -48,6 +48,8 @@ async def run_search(http: Request, request: SearchRequest) -> Response:
         weight=request.weight,
         per_article=request.per_article,
         filters=filters,
+        offset=request.offset,
+        sort=request.sort,
     )
     batcher: QueryBatcher | None = http.app.state.batcher
     if batcher is not None:

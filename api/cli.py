@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from semsearch.errors import (
     ConfigError,
@@ -202,14 +205,45 @@ def highlighted(text: str, spans: Sequence[tuple[int, int]]) -> str:
 
 
 def param_type(param: Param[Any]) -> click.ParamType[Any] | None:
-    """The click type of a search parameter: its choices or its range."""
+    """The click type of a search parameter: its choices, its range or its pattern."""
     if param.choices:
         return click.Choice(param.choices)
+    if param.pattern is not None:
+        return Matching(param.pattern)
     if param.low is None or param.high is None:
         return None
     if param.kind is int:
         return click.IntRange(int(param.low), int(param.high))
-    return click.FloatRange(param.low, param.high)
+    return FiniteRange(param.low, param.high)
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, which lets `nan` through (no comparison with NaN fails), without NaN."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
+class Matching(click.ParamType[str]):
+    """Text that matches `pattern` as a whole, as HTTP's pydantic checks it; empty text is left out, as there."""
+
+    name = "text"
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled = re.compile(pattern)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text and self._compiled.fullmatch(text) is None:
+            self.fail(f"{text!r} does not match {self.pattern}", param, ctx)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Matching({self.pattern!r})"
 
 
 def search_options(func: F) -> F:
@@ -227,18 +261,65 @@ def search_options(func: F) -> F:
     return func
 
 
-@click.command("ask", help="Ask a question; prints the closest passages.")
-@click.argument("question")
+RELATED_PARAMS = ("k", "date_from", "date_to", "source")
+
+
+def ask_related(
+    question: str | None,
+    article_id: str | None,
+    k: int,
+    index_dir: Path | None,
+    filters: tuple[str | None, str | None, str | None],
+    as_json: bool,
+) -> None:
+    """`ask --related ID`: the articles closest to ID as a whole, printed as `ask` prints hits."""
+    if article_id is None:
+        raise click.UsageError("Give a QUESTION, or --related ID for the articles closest to that article")
+    if question is not None:
+        raise click.UsageError("Give a QUESTION or --related ID, not both")
+    ctx = click.get_current_context()
+    for param in SEARCH_PARAMS:
+        if param.name not in RELATED_PARAMS and ctx.get_parameter_source(param.name) != ParameterSource.DEFAULT:
+            raise click.UsageError(f"{param.option} does not apply to --related")
+    settings = load_settings(index=index_dir)
+    from semsearch.search.filters import Filters
+    from semsearch.search.searcher import Searcher
+
+    checked = Filters.parse(*filters)  # a bad filter fails before any model is loaded
+    searcher = Searcher.open(settings)
+    try:
+        found = searcher.related(article_id, k, checked)
+    finally:
+        searcher.close()
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in found], ensure_ascii=False, indent=2))
+        return
+    if not found:
+        click.echo("No related articles found.")
+    for r in found:
+        click.echo(f"{r.rank}. [{r.score:.3f}] {click.style(r.title or r.article_id, bold=True)}")
+        details = " | ".join(x for x in (r.date, r.source, r.article_id) if x)
+        if r.duplicates:
+            details += f" | also in: {', '.join(r.duplicates)}"
+        click.echo(textwrap.indent(details, "   "))
+
+
+@click.command("ask", help="Ask a question; prints the closest passages (--related ID: the closest articles).")
+@click.argument("question", required=False)
+@click.option("--related", "related_to", metavar="ID", help="Print the articles closest to this article instead.")
 @search_options
 @index_option
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 @handle_errors
 def ask(
-    question: str,
+    question: str | None,
     k: int,
     index_dir: Path | None,
     offset: int | None,
     sort: str | None,
+    recency_half_life: float | None,
+    now: str | None,
+    facets: str | None,
     mode: str | None,
     fusion: str | None,
     weight: float | None,
@@ -248,29 +329,45 @@ def ask(
     source: str | None,
     article_id: str | None,
     as_json: bool,
+    related_to: str | None,
 ) -> None:
+    if related_to is not None or question is None:
+        ask_related(question, related_to, k, index_dir, (date_from, date_to, source), as_json)
+        return
     settings = load_settings(index=index_dir)
-    from semsearch.search.filters import Filters
-    from semsearch.search.searcher import Searcher, clean_query
+    from semsearch.search.facets import Facets, parse_fields
+    from semsearch.search.options import request_options
+    from semsearch.search.searcher import Searcher, SearchOptions, clean_query
 
-    clean_query(question)  # an empty question or a bad filter fails before any model is loaded
-    filters = Filters.parse(date_from, date_to, source, article_id)
+    clean_query(question)  # an empty question or a bad value fails before any model is loaded
+    options = request_options(
+        SearchOptions.from_settings(settings),
+        offset=offset,
+        sort=sort,
+        recency_half_life=recency_half_life,
+        now=now,
+        mode=mode,
+        fusion=fusion,
+        weight=weight,
+        per_article=per_article,
+        date_from=date_from,
+        date_to=date_to,
+        source=source,
+        article_id=article_id,
+    )
     searcher = Searcher.open(settings)
     try:
-        options = searcher.defaults.replace(
-            mode=mode,
-            fusion=fusion,
-            weight=weight,
-            per_article=per_article,
-            filters=filters,
-            offset=offset,
-            sort=sort,
-        )
-        hits = searcher.search(question, k, options)
+        counts: Facets | None = None
+        if facets:
+            hits, counts = searcher.search_counted(question, k, options, parse_fields(facets))
+        else:
+            hits = searcher.search(question, k, options)
     finally:
         searcher.close()
     if as_json:
-        click.echo(json.dumps([asdict(hit) for hit in hits], ensure_ascii=False, indent=2))
+        found = [asdict(hit) for hit in hits]
+        shown: object = {"hits": found, "facets": asdict(counts)} if counts else found
+        click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
         return
     if not hits:
         click.echo("No passages found.")
@@ -284,6 +381,11 @@ def ask(
         click.echo(textwrap.indent(details, "   "))
         body = textwrap.fill(" ".join(highlighted(hit.text, hit.highlights).split()), width=width - 3)
         click.echo(textwrap.indent(body, "   ") + "\n")
+    if counts:
+        click.echo(f"{counts.articles} matching articles")
+        for name, values in (("source", counts.source), ("month", counts.month)):
+            if values is not None:
+                click.echo(f"  by {name}: " + (", ".join(f"{v.value} ({v.count})" for v in values) or "none"))
 
 
 main.add_command(ask)

@@ -12,10 +12,13 @@ from semsearch.params import (
     ARTICLE_ID,
     DATE_FROM,
     DATE_TO,
+    FACETS,
     FUSION,
     MODE,
+    NOW,
     OFFSET,
     PER_ARTICLE,
+    RECENCY_HALF_LIFE,
     SORT,
     SOURCE,
     WEIGHT,
@@ -57,6 +60,9 @@ class SearchRequest(BaseModel):
     k: int = param_field(K)
     offset: int = param_field(OFFSET)
     sort: Sort = param_field(SORT)
+    recency_half_life: float | None = param_field(RECENCY_HALF_LIFE)
+    now: str | None = param_field(NOW)
+    facets: str | None = param_field(FACETS)
     mode: Mode | None = param_field(MODE)
     fusion: Fusion | None = param_field(FUSION)
     weight: float | None = param_field(WEIGHT)
@@ -116,11 +122,23 @@ class HitOut(BaseModel):
     )
 
 
+class FacetValueOut(BaseModel):
+    value: str
+    count: int = Field(description="Matching articles with this value.")
+
+
+class FacetsOut(BaseModel):
+    articles: int = Field(description="Matching articles: those of the passages this request's ranking drew on.")
+    source: list[FacetValueOut] | None = Field(None, description="Per source (compared folded), most first.")
+    month: list[FacetValueOut] | None = Field(None, description="Per month (YYYY-MM), newest first.")
+
+
 class SearchResponse(BaseModel):
     query: str
     mode: Mode
     took_ms: float
     hits: list[HitOut]
+    facets: FacetsOut | None = Field(None, description="Present when the request asked for `facets`.")
 
 
 class PassageOut(BaseModel):
@@ -139,6 +157,38 @@ class ArticleOut(BaseModel):
     body: str
     metadata: dict[str, Any]
     passages: list[PassageOut]
+
+
+# GET /articles/{id}/related's query string: `k` bounded as a search's, the search filters; an empty value is
+# left out, and unknown parameters are ignored, as in `SearchQuery`.
+class RelatedQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    k: int = Field(K.default, ge=K.low, le=K.high, description="How many related articles to return.")
+    date_from: str | None = param_field(DATE_FROM)
+    date_to: str | None = param_field(DATE_TO)
+    source: str | None = param_field(SOURCE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        return {key: value for key, value in data.items() if value != ""} if isinstance(data, dict) else data
+
+
+class RelatedOut(BaseModel):
+    rank: int
+    score: float = Field(description="Cosine of the two articles' vectors (each the mean of its passages).")
+    article_id: str
+    title: str
+    date: str | None
+    source: str | None
+    url: str | None
+    duplicates: list[str] = Field(description="Ids of other articles near-identical to this one, folded into it.")
+
+
+class RelatedResponse(BaseModel):
+    article_id: str = Field(description="The article the others are related to, as asked.")
+    related: list[RelatedOut]
 
 
 class HealthOut(BaseModel):

@@ -12,25 +12,31 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from semsearch.errors import EmptyQueryError
+from semsearch.errors import EmptyQueryError, InvalidSearchError
 from semsearch.index.model.embedder import Embedder, model_info
 from semsearch.index.reading.folding import normalize_query
-from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER
+from semsearch.index.storage.lexical import ANALYSIS_VERSION
 from semsearch.index.storage.manifest import check_dimension, check_model
 from semsearch.index.storage.store import StoredIndex, open_index
-from semsearch.params import FUSION, MODE, OFFSET, PER_ARTICLE, SORT, WEIGHT, K
+from semsearch.params import FUSION, MAX_OFFSET, MODE, OFFSET, PER_ARTICLE, RECENCY_HALF_LIFE, SORT, WEIGHT, K
 from semsearch.params import MAX_K as MAX_K
+from semsearch.search import recency
 from semsearch.search.diversify import Pick, diversify
+from semsearch.search.facets import Facets, count
 from semsearch.search.filters import Filters
 from semsearch.search.fusion import Candidates, best_first, fuse
 from semsearch.search.highlight import highlight_spans, query_terms
 from semsearch.search.paging import MIN_CANDIDATES as MIN_CANDIDATES
-from semsearch.search.paging import PAGE_BLOCK, ahead, blocks, candidate_depth, newest_first, top
+from semsearch.search.paging import PAGE_BLOCK, ahead, blocks, candidate_depth, newest_first
+from semsearch.search.pools import Pool, gather, parsed
+from semsearch.search.related import RelatedArticle, related_articles
 from semsearch.search.results import ArticleView, Hit
 from semsearch.search.stages import StageClock, StageObserver
 from semsearch.settings import BACKENDS, Settings
 
 log = logging.getLogger("semsearch.search")
+# The deepest candidates a request may need: hits up to MAX_OFFSET + MAX_K.
+MAX_DEPTH = candidate_depth(MAX_OFFSET + MAX_K)
 Vectors = npt.NDArray[np.float32]
 
 
@@ -62,11 +68,16 @@ class SearchOptions:
     filters: Filters = field(default_factory=Filters)
     offset: int = OFFSET.default
     sort: str = SORT.default
+    recency_half_life: float | None = None
+    now: float | None = None  # Unix seconds that ages count from (`recency.instant`); set with the half-life
 
     def __post_init__(self) -> None:
-        for param in (MODE, FUSION, WEIGHT, PER_ARTICLE, OFFSET, SORT):
-            if not param.accepts(getattr(self, param.name)):
+        for param in (MODE, FUSION, WEIGHT, PER_ARTICLE, OFFSET, SORT, RECENCY_HALF_LIFE):
+            value = getattr(self, param.name)
+            if value is not None and not param.accepts(value):
                 raise ValueError(f"{param.name} must be {param.allowed()}")
+        if self.recency_half_life is not None and self.now is None:
+            raise ValueError("recency_half_life needs the moment ages count from (now)")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchOptions:
@@ -177,9 +188,11 @@ class Searcher:
         for query, k, _ in requests:
             try:
                 check_k(k)
-                texts.append(clean_query(query))
+                text = clean_query(query)
+                parsed(text)  # refuses a query with too many phrases and exclusions
+                texts.append(text)
                 out.append([])
-            except (EmptyQueryError, ValueError) as exc:
+            except (EmptyQueryError, InvalidSearchError, ValueError) as exc:
                 texts.append("")
                 out.append(exc)
         wanted = [
@@ -189,7 +202,7 @@ class Searcher:
         if wanted:
             clock = StageClock(self.observe)
             with clock.stage("encode"):
-                vectors = self.encode([texts[n] for n in wanted])
+                vectors = self.encode([parsed(texts[n]).text for n in wanted])
             clock.report()
         return EncodedBatch(requests, texts, out, vectors, {n: r for r, n in enumerate(wanted)})
 
@@ -210,7 +223,7 @@ class Searcher:
                 picks = self.retrieve(group_vectors, [batch.texts[n] for n in members], k, options, clock)
                 with clock.stage("rank"):
                     for n, found in zip(members, picks, strict=True):
-                        out[n] = self._hits(found, batch.texts[n], first_rank=options.offset + 1)
+                        out[n] = self._hits(found, parsed(batch.texts[n]).text, first_rank=options.offset + 1)
             except Exception as exc:  # e.g. a bad filter: it fails its own group only
                 for n in members:
                     out[n] = exc
@@ -230,62 +243,73 @@ class Searcher:
         k: int,
         options: SearchOptions | None = None,
         clock: StageClock | None = None,
+        pools_out: list[Pool] | None = None,
     ) -> list[list[Pick]]:
         """Rank passages for queries whose vectors are ready (None in lexical mode): the ranking alone, hits
         `options.offset` + 1 to `options.offset` + k. `clock` adds the index lookups to its retrieve stage and
-        fusion and diversification to its rank stage."""
+        fusion and diversification to its rank stage; `pools_out` receives each query's candidate pool.
+
+        A query whose candidates give fewer than offset + k hits (the per-article cap, duplicates, phrases and
+        filters thin them out) takes deeper candidates, block by block, while there are any, so a page is as
+        full as the index allows and the pages of one query neither repeat nor skip a hit."""
         options = options or self.defaults
         clock = clock or StageClock(None)
-        allowed = None
-        if not options.filters.empty:
-            f = options.filters
-            with clock.stage("retrieve"):
-                allowed = self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
-            if not allowed.any():
-                return [[] for _ in texts]
+        if options.mode != "lexical" and vectors is None:
+            raise ValueError(f"mode {options.mode!r} needs query vectors")
+        queries = [parsed(text) for text in texts]
+        with clock.stage("retrieve"):
+            allowed = self._allowed(options)
+        if allowed is not None and not allowed.any():
+            if pools_out is not None:
+                pools_out.extend(Pool(q, 0, None, Candidates.of([], [])) for q in queries)
+            return [[] for _ in texts]
         wanted = options.offset + k
-        depth = candidate_depth(wanted)
-        dense: list[Candidates] = []
-        if options.mode != "lexical":
-            if vectors is None:
-                raise ValueError(f"mode {options.mode!r} needs query vectors")
-            with clock.stage("retrieve"):
-                dense = self._dense(vectors, depth, allowed)
+        with clock.stage("retrieve"):
+            pools = gather(self.index, vectors, queries, candidate_depth(wanted), allowed, options.mode)
         results = []
-        for n, text in enumerate(texts):
-            lexical = Candidates.of([], [])
-            if options.mode != "dense":
-                with clock.stage("retrieve"):
-                    lexical = best_first(self._lexical(text, depth, allowed))
+        for n, pool in enumerate(pools):
+            vector = None if vectors is None else vectors[n]
             with clock.stage("rank"):
-                near = (vectors[n], dense[n]) if vectors is not None and dense else None
-                picks = self._paged(near, lexical, wanted, options)
-                if options.sort == "date":
-                    picks = self._newest_first(picks)
+                picks = self._paged(vector, pool, wanted, options)
+            while len(picks) < wanted and options.sort != "date" and pool.full and pool.depth < MAX_DEPTH:
+                with clock.stage("retrieve"):
+                    deeper = candidate_depth(pool.depth // 2 + PAGE_BLOCK)
+                    rows = None if vector is None else vector[None, :]
+                    (pool,) = gather(self.index, rows, [pool.query], deeper, allowed, options.mode)
+                with clock.stage("rank"):
+                    picks = self._paged(vector, pool, wanted, options)
+            if options.sort == "date":
+                picks = self._newest_first(picks)
+            if pools_out is not None:
+                pools_out.append(pool)
             results.append(picks[options.offset : wanted])
         return results
 
-    def _paged(
-        self, dense: tuple[Vectors, Candidates] | None, lexical: Candidates, wanted: int, options: SearchOptions
-    ) -> list[Pick]:
+    def _paged(self, vector: Vectors | None, pool: Pool, wanted: int, options: SearchOptions) -> list[Pick]:
         """The first `wanted` picks (all kept candidates for `sort=date`), block by block: the hits of each block of
         50 come from candidates as deep as that block needs, after the hits of the blocks before it, so a page
-        further on neither repeats nor skips a hit of an earlier page."""
+        further on neither repeats nor skips a hit of an earlier page. A pool deeper than `wanted` needs (taken
+        because the first blocks fell short) adds its blocks, each continuing the one before."""
         shown: list[Pick] = []
-        last = blocks(wanted)
+        last = max(blocks(wanted), pool.depth // (2 * PAGE_BLOCK))
         for block in range(1, last + 1):
             depth = candidate_depth(block * PAGE_BLOCK)
-            if dense is None:
-                scores = top(lexical, depth)
+            if pool.dense is None or vector is None:
+                scores = pool.lexical_top(depth)
             else:
-                near = self._blend(dense[0], top(dense[1], depth))
+                near = self._blend(vector, pool.dense_top(depth))
                 scores = (
-                    near if options.mode == "dense" else fuse(options.fusion, near, top(lexical, depth), options.weight)
+                    near
+                    if options.mode == "dense"
+                    else fuse(options.fusion, near, pool.lexical_top(depth), options.weight)
                 )
+            if options.recency_half_life is not None and options.now is not None:
+                scores = self._boosted(scores, options.now, options.recency_half_life)
             ranked = ahead(shown, best_first(scores))
-            # Earlier blocks keep their 50; the last keeps `wanted`, or every candidate when sorting by date.
-            keep = len(ranked) if options.sort == "date" else wanted
-            keep = block * PAGE_BLOCK if block < last else keep
+            # Each block keeps up to 50 more, and the last `wanted`, or every candidate when sorting by date.
+            keep = min(block * PAGE_BLOCK, wanted)
+            if block == last and options.sort == "date":
+                keep = len(ranked)
             shown = diversify(
                 ranked,
                 self.index.article_id_of,
@@ -296,18 +320,51 @@ class Searcher:
             )
         return shown
 
+    def _allowed(self, options: SearchOptions) -> npt.NDArray[np.bool_] | None:
+        """The passages the filters let through, as a mask over passage ids (None: every passage)."""
+        f = options.filters
+        if f.empty:
+            return None
+        return self.index.matching_passages(f.date_from, f.date_to, f.source, f.article_id)
+
+    def _boosted(self, scores: Candidates, now: float, half_life: float) -> Candidates:
+        """`scores` with the recency boost: each scaled by its article's share (`recency.factors`)."""
+        times = self.index.article_facts().times[self.index.passage_articles[scores.ids]]
+        return Candidates.of(scores.ids, recency.boosted(scores.scores, recency.factors(times, now, half_life)))
+
+    def search_counted(
+        self, query: str, k: int, options: SearchOptions, fields: Sequence[str]
+    ) -> tuple[list[Hit], Facets]:
+        """`search`, and the facets of the same ranking: the articles of the candidate pool its hits came from,
+        counted per `fields` (source, month)."""
+        check_k(k)
+        text = clean_query(query)
+        ranked = parsed(text).text
+        vectors = None if options.mode == "lexical" else self.encode([ranked])
+        pools: list[Pool] = []
+        (picks,) = self.retrieve(vectors, [text], k, options, pools_out=pools)
+        ids = pools[0].ids()
+        facets = count(self.index.passage_articles[ids].astype(np.int64), self.index.article_facts(), fields)
+        return self._hits(picks, ranked, first_rank=options.offset + 1), facets
+
+    def candidates(self, query: str, k: int = 10, options: SearchOptions | None = None) -> npt.NDArray[np.int64]:
+        """The passage ids the ranking of this request drew its hits from, ascending: each retriever's
+        candidates (as deep as the hits needed), after filters, phrases and exclusions."""
+        check_k(k)
+        options = options or self.defaults
+        text = clean_query(query)
+        vectors = None if options.mode == "lexical" else self.encode([parsed(text).text])
+        pools: list[Pool] = []
+        self.retrieve(vectors, [text], k, options, pools_out=pools)
+        return pools[0].ids()
+
+    def facets(self, query: str, fields: Sequence[str], k: int = 10, options: SearchOptions | None = None) -> Facets:
+        """Counts per source and month (`fields`) of the articles of `candidates`."""
+        return self.search_counted(query, k, options or self.defaults, fields)[1]
+
     def _newest_first(self, picks: list[Pick]) -> list[Pick]:
         rows = self.index.passages([p.passage_id for p in picks])
         return newest_first(picks, {n: rows[p.passage_id].date for n, p in enumerate(picks)})
-
-    def _dense(self, vectors: Vectors, depth: int, allowed: npt.NDArray[np.bool_] | None) -> list[Candidates]:
-        """Per query, the nearest passages by their own similarity, best first."""
-        all_scores, all_ids = self.index.search(vectors, depth, allowed)
-        found = []
-        for scores, ids in zip(all_scores, all_ids, strict=True):
-            keep = ids >= 0
-            found.append(best_first(Candidates.of(ids[keep], scores[keep])))
-        return found
 
     def _blend(self, vector: Vectors, near: Candidates) -> Candidates:
         """Passage similarity blended with its article's.
@@ -320,10 +377,6 @@ class Searcher:
             return near
         article_scores = self.index.article_vectors[self.index.passage_articles[near.ids]] @ vector
         return Candidates.of(near.ids, (1 - weight) * near.scores.astype(np.float32) + weight * article_scores)
-
-    def _lexical(self, text: str, depth: int, allowed: npt.NDArray[np.bool_] | None) -> Candidates:
-        scores, ids = self.index.lexical_search(ANALYZER.terms(text), depth, allowed)
-        return Candidates.of(ids, scores)
 
     def _hits(self, picks: list[Pick], query: str, first_rank: int = 1) -> list[Hit]:
         rows = self.index.passages([p.passage_id for p in picks])
@@ -375,3 +428,9 @@ class Searcher:
 
     def close(self) -> None:
         self.index.close()
+
+    def related(self, article_id: str, k: int = 10, filters: Filters | None = None) -> list[RelatedArticle]:
+        """The k articles closest to `article_id` as a whole, among those matching `filters`, best first: not
+        the article itself nor its copies, near-identical ones folded together (`search.related`)."""
+        check_k(k)
+        return related_articles(self.index, article_id, k, filters or Filters(), self.defaults.duplicate_threshold)

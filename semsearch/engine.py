@@ -7,6 +7,7 @@ A thin façade over `semsearch.search` (a live searcher that follows the index o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -17,8 +18,12 @@ from semsearch.index.model.embedder import Embedder
 from semsearch.index.reading.articles import Article
 from semsearch.index.reading.readers import article_from_record
 from semsearch.index.writing.builder import BuildSummary, delete_articles, write_articles
+from semsearch.params import FACETS_PATTERN
+from semsearch.search.facets import Facets, parse_fields
 from semsearch.search.filters import Filters
 from semsearch.search.live import LiveSearcher
+from semsearch.search.options import request_options
+from semsearch.search.related import RelatedArticle
 from semsearch.search.results import ArticleView, Hit
 from semsearch.search.searcher import check_k
 from semsearch.settings import Settings
@@ -50,6 +55,8 @@ class Engine:
         *,
         offset: int = 0,
         sort: str = "relevance",
+        recency_half_life: float | None = None,
+        now: str | None = None,
         mode: str | None = None,
         fusion: str | None = None,
         weight: float | None = None,
@@ -60,20 +67,57 @@ class Engine:
         article_id: str | None = None,
     ) -> list[Hit]:
         """The `k` best passages for `query` after the first `offset` (ranks count from offset + 1), by relevance
-        or, with `sort="date"`, newest first; options left as None take the index's defaults (Settings)."""
+        or, with `sort="date"`, newest first; `recency_half_life` (days) boosts recent articles, their age
+        counted from `now` (ISO 8601; default: the current time). Options left as None take the index's defaults
+        (Settings)."""
+        _check_k(k)
         self._refresh()
         with self._live.use() as searcher:
-            try:
-                check_k(k)
-                options = searcher.defaults.replace(
-                    mode=mode, fusion=fusion, weight=weight, per_article=per_article, offset=offset, sort=sort
-                )
-            except ValueError as exc:
-                raise InvalidSearchError(
-                    f"{exc} (got k={k}, offset={offset}, sort={sort}, mode={mode}, fusion={fusion})"
-                ) from None
-            filters = Filters.parse(date_from, date_to, source, article_id)
-            return searcher.search(query, k, options.replace(filters=filters))
+            options = request_options(
+                searcher.defaults,
+                offset=offset,
+                sort=sort,
+                recency_half_life=recency_half_life,
+                now=now,
+                mode=mode,
+                fusion=fusion,
+                weight=weight,
+                per_article=per_article,
+                date_from=date_from,
+                date_to=date_to,
+                source=source,
+                article_id=article_id,
+            )
+            return searcher.search(query, k, options)
+
+    def facets(
+        self,
+        query: str,
+        fields: str = "source,month",
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        source: str | None = None,
+        article_id: str | None = None,
+    ) -> Facets:
+        """How many of the articles matching `query` (those of the passages a search for `k` hits ranks) each
+        source and month holds; `fields` is `source`, `month` or both."""
+        if not re.match(FACETS_PATTERN, fields):
+            raise InvalidSearchError(f"fields={fields!r}: use source, month or source,month")
+        _check_k(k)
+        self._refresh()
+        with self._live.use() as searcher:
+            options = request_options(
+                searcher.defaults,
+                mode=mode,
+                date_from=date_from,
+                date_to=date_to,
+                source=source,
+                article_id=article_id,
+            )
+            return searcher.facets(query, parse_fields(fields), k, options)
 
     def add(self, articles: Iterable[Article | Mapping[str, Any]]) -> BuildSummary:
         """Add or replace articles: `Article`s, or records like a .jsonl line (`id`, `title`, `body` or `text`,
@@ -97,6 +141,26 @@ class Engine:
         if found is None:
             raise ArticleNotFoundError(f"No article {article_id!r} in the index at {self.settings.index}")
         return found
+
+    def related(
+        self,
+        article_id: str,
+        k: int = 10,
+        *,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        source: str | None = None,
+    ) -> list[RelatedArticle]:
+        """The `k` articles closest to `article_id` as a whole (cosine of their mean passage vectors), best first,
+        among those matching the filters: never the article itself or a copy of it, near-identical ones folded."""
+        try:
+            check_k(k)
+        except ValueError as exc:
+            raise InvalidSearchError(f"{exc} (got k={k})") from None
+        filters = Filters.parse(date_from, date_to, source)
+        self._refresh()
+        with self._live.use() as searcher:
+            return searcher.related(article_id, k, filters)
 
     def close(self) -> None:
         self._live.close()
@@ -135,3 +199,10 @@ def _article(item: Article | Mapping[str, Any], position: int) -> Article:
         return article_from_record(item, fallback_id="", where=f"article {position}")
     except ValueError as exc:
         raise InvalidArticleError(f"Article {position}: {exc}") from None
+
+
+def _check_k(k: int) -> None:
+    try:
+        check_k(k)
+    except ValueError as exc:
+        raise InvalidSearchError(f"{exc} (got k={k})") from None

@@ -20,6 +20,11 @@ SORTS: tuple[str, ...] = get_args(Sort)
 MAX_K = 100
 MAX_OFFSET = 1000
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# A day, or a day and a time (seconds and fraction optional), with an optional zone (Z or +HH:MM).
+INSTANT_PATTERN = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
+FACET_FIELDS = ("source", "month")
+FACETS_PATTERN = r"^(source|month)(,(source|month))?$"
+MAX_HALF_LIFE = 36500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +46,7 @@ class Param(Generic[T]):
     flag: str | None = None
     cli_default: T | None = None
     metavar: str | None = None
+    examples: tuple[str, ...] = ()
 
     @property
     def option(self) -> str:
@@ -93,6 +99,44 @@ SORT: Param[str] = Param(
     help="relevance (best first), or date: the passages relevance ranking keeps from its candidates for "
     "offset+k hits, newest first (ties by relevance; undated articles last).",
     cli_help="Order of the hits: relevance, or date (newest first).",
+)
+RECENCY_HALF_LIFE: Param[float | None] = Param(
+    name="recency_half_life",
+    kind=float,
+    default=None,
+    low=0.01,
+    high=MAX_HALF_LIFE,
+    help="Boost recent articles in relevance ranking: a score keeps 0.5 + 0.5 * 2^(-age/half-life) of itself, "
+    "age in days before `now` (a new article keeps all of it, one a half-life old 75%, an old one half). Articles "
+    "without a date keep half, as the oldest do; articles dated after `now` keep all. Off when left out.",
+    cli_help="Boost recent articles: half-life in days.",
+    metavar="DAYS",
+)
+NOW: Param[str | None] = Param(
+    name="now",
+    kind=str,
+    default=None,
+    pattern=INSTANT_PATTERN,
+    max_length=40,
+    metavar="WHEN",
+    help="The moment ages are counted from for `recency_half_life`: an ISO 8601 day or time (UTC unless a zone "
+    "is given), e.g. 2012-05-31 or 2012-05-31T12:00:00Z; the request's time, to the minute, when left out. Give "
+    "it for results that do not change as time passes (and on every page of one search). Checked even without "
+    "`recency_half_life`, which it otherwise leaves alone.",
+    cli_help="Count ages from this ISO 8601 day or time (default: now, to the minute).",
+)
+FACETS: Param[str | None] = Param(
+    name="facets",
+    kind=str,
+    default=None,
+    pattern=FACETS_PATTERN,
+    max_length=20,
+    examples=("source", "month", "source,month"),
+    help="Count the matching articles per source and/or per month: `source`, `month` or `source,month`. The "
+    "matching articles are those of the passages the ranking of this request draws on (the candidates of each "
+    "retriever, after filters, phrases and exclusions), not only of the hits shown.",
+    cli_help="Count matching articles per source and/or month (source,month).",
+    metavar="FIELDS",
 )
 MODE: Param[str] = Param(
     name="mode",
@@ -171,6 +215,9 @@ SEARCH_PARAMS: tuple[Param[Any], ...] = (
     K,
     OFFSET,
     SORT,
+    RECENCY_HALF_LIFE,
+    NOW,
+    FACETS,
     MODE,
     FUSION,
     WEIGHT,

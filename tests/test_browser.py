@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
@@ -107,15 +107,15 @@ def test_only_http_links_are_set_on_the_page(page: Page, live_server: str) -> No
     hostile = ["javascript:alert(document.domain)", " JAVASCRIPT:alert(1)", "data:text/html,<script>alert(1)</script>",
                "vbscript:msgbox(1)", "/relative", "https:"]  # fmt: skip
     for url in [*hostile, "https://example.org/a?b=1"]:
-        page.route("**/articles/**", replace_url(url))
+        page.route("**/articles/*.txt", replace_url(url))  # the article, not its related stories
         page.goto(f"{live_server}/?article=china-kazakhstan-cooperation.txt")
         expect(page.locator("#article h2")).to_be_visible()
-        links = page.locator("#article a")
+        links = page.locator("#article > a")  # the article's own link, not those to related stories
         if url in hostile:
             expect(links).to_have_count(0)
         else:
             expect(links).to_have_attribute("href", url)
-        page.unroute("**/articles/**")
+        page.unroute("**/articles/*.txt")
 
 
 # ReDoc's bundle shows its maker's logo from their site; without it the page is whole.
@@ -173,3 +173,61 @@ def test_sort_by_date_and_more_results_with_the_keyboard(page: Page, live_server
     dates = [item.locator(".meta").inner_text().split(" · ")[0] for item in items.all()]
     assert dates == [h["date"] for h in expected["hits"]] == sorted(dates, reverse=True)
     assert "sort=date" in page.url
+
+
+def test_related_stories_are_reached_and_followed_with_the_keyboard(page: Page, live_server: str) -> None:
+    article = "china-kazakhstan-cooperation.txt"
+    expected = page.request.get(f"{live_server}/articles/{article}/related", params={"k": 5}).json()["related"]
+    page.goto(live_server + "/?article=" + article)
+    expect(page.locator("#article h2")).to_have_text("China and Kazakhstan strengthen cooperation for mutual growth")
+    expect(page.locator("#related-heading")).to_have_text("Related stories")
+    links = page.locator("#related li a")
+    expect(links).to_have_count(5)
+    assert [link.inner_text() for link in links.all()] == [r["title"] for r in expected]
+    expect(page.locator("#q")).to_be_focused()
+    # Tab from the search box through the form (a date input takes a stop per field) to the first related story.
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#related') !== null"):
+            break
+    expect(links.first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#article h2")).to_have_text(expected[0]["title"])
+    assert "article=" + expected[0]["article_id"] in page.url
+    expect(page.locator("#related li a")).to_have_count(5)
+    assert article not in [link.get_attribute("href") for link in page.locator("#related li a").all()]
+
+
+def test_a_facet_click_narrows_to_its_month_and_recency_is_kept_across_pages(page: Page, live_server: str) -> None:
+    question = "energy cooperation in Central Asia"
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/search?" in r.url and "k=10" in r.url else None)
+    page.goto(live_server + "/")
+    expect(page.locator("#q")).to_be_focused()
+    page.keyboard.type(question)
+    page.locator("#recency_half_life").focus()
+    page.keyboard.press("ArrowDown")  # this week
+    expect(page.locator("#recency_half_life")).to_have_value("7")
+    page.locator("#q").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#results li")).to_have_count(10)
+    expected = page.request.get(
+        live_server + "/search", params={"q": question, "facets": "source,month", "recency_half_life": 7}
+    ).json()["facets"]
+    months = page.locator("#facets button", has_text="2012-05 (")
+    expect(months).to_have_text(f"2012-05 ({next(v['count'] for v in expected['month'] if v['value'] == '2012-05')})")
+    page.locator("#more").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#results li")).to_have_count(20)
+    first, second = (parse_qs(urlsplit(url).query) for url in requests[:2])
+    assert first["now"] == second["now"] and first["recency_half_life"] == ["7"]  # one moment for every page
+    assert "facets" in first and "facets" not in second
+    months.focus()
+    with page.expect_response(lambda r: "date_from=2012-05-01" in r.url and "date_to=2012-05-31" in r.url):
+        page.keyboard.press("Enter")
+    expect(page.locator("#date_from")).to_have_value("2012-05-01")
+    expect(page.locator("#date_to")).to_have_value("2012-05-31")
+    expect(page.locator("#results li .meta").first).to_contain_text("2012-05")
+    for meta in page.locator("#results li .meta").all():
+        assert meta.inner_text().startswith("2012-05")
+    assert "date_from=2012-05-01" in page.url

@@ -181,3 +181,22 @@ def test_engine_pages_and_sort(news_settings: Settings, embedder: Embedder, news
                 engine.search(QUESTION, 10, **bad)  # type: ignore[arg-type]
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("query", ["china", '"human rights" -china', "press freedom -kenya"])
+def test_pages_stay_full_and_continue_where_the_cap_and_phrases_thin_the_candidates(
+    news_searcher: Searcher, mode: str, query: str
+) -> None:
+    """With one passage per article, the top 100 candidates of a block give fewer than 50 hits: a page then takes
+    deeper candidates instead of coming back short, and the pages are still the top of one deep request."""
+    options = news_searcher.defaults.replace(mode=mode, per_article=1)
+    top = news_searcher.search(query, 100, options)
+    pages = [news_searcher.search(query, 10, options.replace(offset=offset)) for offset in range(0, 150, 10)]
+    joined = [hit for page in pages for hit in page]
+    assert len({h.passage_id for h in joined}) == len(joined)  # no hit twice
+    assert ids(joined[:100]) == ids(top)
+    assert [h.rank for h in joined] == list(range(1, len(joined) + 1))
+    sizes = [len(page) for page in pages]
+    short = [n for n, size in enumerate(sizes) if size < 10]
+    assert all(size == 0 for size in sizes[short[0] + 1 :]) if short else True  # after a short page, nothing

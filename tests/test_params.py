@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from semsearch.api.app import create_app
-from semsearch.api.cli import ask
+from semsearch.api.cli import Matching, ask
 from semsearch.api.schemas import SearchQuery, SearchRequest
 from semsearch.errors import ConfigError
 from semsearch.params import SEARCH_PARAMS, Param
@@ -36,7 +36,7 @@ def inside(param: Param[Any]) -> list[Any]:
     if param.low is not None and param.high is not None:
         return [param.low, param.high]
     if param.pattern:
-        return ["2012-05-01"]
+        return list(param.examples) or ["2012-05-01"]
     assert param.max_length is not None
     return ["x", "x" * param.max_length]
 
@@ -48,7 +48,7 @@ def outside(param: Param[Any]) -> list[Any]:
     if param.low is not None and param.high is not None:
         return [param.low - step(param), param.high + step(param)]
     if param.pattern:
-        return ["May 2012", "2012-5-1"]
+        return ["May 2012", "2012-5-1", "20120531", "author", "2012-05-01\n"]
     assert param.max_length is not None
     return ["x" * (param.max_length + 1)]
 
@@ -118,11 +118,16 @@ def test_ask_flags_follow_the_table(param: Param[Any]) -> None:
     elif param.low is not None:
         assert isinstance(kind, click.IntRange if param.kind is int else click.FloatRange)
         assert (kind.min, kind.max) == (param.low, param.high) and not (kind.min_open or kind.max_open)
+    elif param.pattern is not None:
+        assert isinstance(kind, Matching) and kind.pattern == param.pattern
     else:
         assert kind is click.STRING
 
 
-@pytest.mark.parametrize("param", [p for p in SEARCH_PARAMS if p.choices or p.low is not None], ids=lambda p: p.name)
+CHECKED = [p for p in SEARCH_PARAMS if p.choices or p.low is not None or p.pattern is not None]
+
+
+@pytest.mark.parametrize("param", CHECKED, ids=lambda p: p.name)
 def test_ask_accepts_the_tables_edges_and_refuses_past_them(tmp_path: Path, param: Param[Any]) -> None:
     base = ["Kenya", "--index", str(tmp_path / "none")]
     for value in inside(param):
@@ -162,3 +167,11 @@ def test_k_is_checked_by_the_table_too() -> None:
     for value in outside(k):
         with pytest.raises(ValueError, match=f"k must be {k.allowed()}"):
             check_k(value)
+
+
+@pytest.mark.parametrize("param", [p for p in SEARCH_PARAMS if p.kind is float], ids=lambda p: p.name)
+def test_ask_refuses_nan_and_infinity(tmp_path: Path, param: Param[Any]) -> None:
+    """click's FloatRange lets NaN through (it fails no comparison); it reached SearchOptions as a traceback."""
+    for value in ("nan", "NaN", "inf", "-inf"):
+        result = CliRunner().invoke(ask, ["Kenya", "--index", str(tmp_path / "none"), param.option, value])
+        assert result.exit_code == 2 and f"Invalid value for '{param.option}'" in result.output, result.output

@@ -105,6 +105,32 @@ def test_a_search_from_any_thread_runs_faiss_on_one_thread(small_settings: Setti
     assert seen == [1]
 
 
+def test_article_facts_are_built_once_for_all_threads(small_settings: Settings) -> None:
+    stored = open_index(small_settings.index)
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        seen.append(stored.article_facts())
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        facts = stored.article_facts()
+        articles = stored.stored_articles()
+    finally:
+        stored.close()
+    assert len(seen) == 8 and all(found is facts for found in seen)
+    assert [a.id for a in articles] == stored.article_ids
+    assert facts.sources == [a.source for a in articles]
+    assert facts.months == [a.date[:7] if a.date else None for a in articles]
+    assert np.isnan(facts.times).tolist() == [a.date is None for a in articles]
+
+
 def test_manifest_records_model_and_counts(small_settings: Settings, embedder: Embedder) -> None:
     manifest = json.loads((current_generation(small_settings.index) / "manifest.json").read_text())
     assert manifest["model"]["fingerprint"] == embedder.info.fingerprint

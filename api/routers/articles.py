@@ -5,16 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from semsearch.api.deps import SearcherDep, WriteRoute, responses
 from semsearch.api.errors import NotFound
-from semsearch.api.schemas import ArticleBatchIn, ArticleIn, ArticleOut, PassageOut, WriteOut
+from semsearch.api.schemas import (
+    ArticleBatchIn,
+    ArticleIn,
+    ArticleOut,
+    PassageOut,
+    RelatedOut,
+    RelatedQuery,
+    RelatedResponse,
+    WriteOut,
+)
 from semsearch.errors import InvalidArticleError
 from semsearch.index.reading.articles import Article, id_problem
 from semsearch.index.reading.readers import article_from_record
 from semsearch.index.writing.builder import BuildSummary, delete_articles, write_articles
+from semsearch.search.filters import Filters
 from semsearch.search.live import LiveSearcher
 
 router = APIRouter()
@@ -68,6 +79,19 @@ def run_write(request: Request, upserts: Sequence[Article], deletes: Sequence[st
         if summary.generation is not None:
             live.refresh()  # the response's generation is the one served from now on
     return write_out(summary)
+
+
+# Before `get_article`, whose `{article_id:path}` would take `x/related` as an id.
+@router.get(
+    "/articles/{article_id:path}/related",
+    response_model=RelatedResponse,
+    summary="The articles closest to this one as a whole",
+    operation_id="get_related",
+)
+def get_related(engine: SearcherDep, article_id: str, query: Annotated[RelatedQuery, Query()]) -> RelatedResponse:
+    filters = Filters.parse(query.date_from, query.date_to, query.source)
+    found = engine.related(article_id, query.k, filters)
+    return RelatedResponse(article_id=article_id, related=[RelatedOut(**asdict(r)) for r in found])
 
 
 @router.get(

@@ -84,6 +84,20 @@ def _from_number(raw: int | float) -> str:
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=0).isoformat()
 
 
+def timestamp(iso: str | None) -> float | None:
+    """Seconds since the Unix epoch of a normalised date (`normalize_date`'s output, or any ISO 8601 day or
+    time): a day is its midnight, a time without a zone is UTC. None for None or for text that is not one."""
+    if not iso:
+        return None
+    text = iso.strip().replace(" ", "T", 1)
+    text = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+    try:
+        parsed = datetime.fromisoformat(text) if len(text) > 10 else datetime.fromisoformat(text + "T00:00:00")
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
 def _parse(text: str) -> datetime | date | None:
     candidate = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:

@@ -123,6 +123,23 @@ class LexicalIndex:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._retriever.get_scores(known), dtype=np.float32)  # type: ignore[attr-defined]
 
+    def rows_with(self, term: str) -> npt.NDArray[np.bool_]:
+        """A mask over rows: the passages whose BM25 document holds `term` (its column of bm25s's CSC matrix)."""
+        return self.rows_with_any([term])
+
+    def rows_with_any(self, terms: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """A mask over rows: the passages whose BM25 document holds at least one of `terms`, set in one
+        assignment from the union of their columns of bm25s's CSC matrix; no terms select no row."""
+        mask = np.zeros(self.size, dtype=np.bool_)
+        matrix = self._retriever.scores  # type: ignore[attr-defined]
+        vocab: dict[str, int] = self._retriever.vocab_dict  # type: ignore[attr-defined]
+        indptr, indices = matrix["indptr"], matrix["indices"]
+        # bm25s adds "" to the vocabulary past the matrix's last column: no analyzer term is empty.
+        columns = [vocab[t] for t in dict.fromkeys(terms) if t and t in vocab and vocab[t] + 1 < len(indptr)]
+        if columns:
+            mask[np.concatenate([indices[indptr[c] : indptr[c + 1]] for c in columns])] = True
+        return mask
+
     def search(
         self, terms: Sequence[str], k: int, allowed: npt.NDArray[np.bool_] | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:

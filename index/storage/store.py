@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from semsearch.errors import CorruptIndexError
 from semsearch.index.reading.articles import Article, Passage, StoredPassage
+from semsearch.index.reading.dates import timestamp
 from semsearch.index.reading.folding import fold, normalize_id
 from semsearch.index.storage.generations import (
     ARTICLE_VECTORS,
@@ -40,6 +41,16 @@ __all__ = ["DATA_FILES", "LEXICAL_FILES", "PassageRow", "StoredIndex", "open_ind
 # A filtered search on an approximate index scores the allowed passages exactly up to this many.
 EXACT_FILTER_LIMIT = 50_000
 _OPEN_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class ArticleFacts:
+    """What ranking and facets read of every article, by article row."""
+
+    times: npt.NDArray[np.float64]
+    months: list[str | None]
+    sources: list[str | None]
+    first_passage: npt.NDArray[np.int64]  # the article's lowest passage id (-1: none)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ class StoredIndex:
         self.lexical = lexical
         self._lock = threading.Lock()
         self._source_spellings: dict[str, list[str]] | None = None
+        self._article_facts: ArticleFacts | None = None
+        self._facts_lock = threading.Lock()
         # Lexical row r holds passage id row_ids[r]: generations store passages in ascending id order.
         self.row_ids = faiss.vector_to_array(vectors.id_map).astype(np.int64)
         self.article_ids = [row[0] for row in con.execute("SELECT id FROM articles ORDER BY rowid")]
@@ -141,6 +154,23 @@ class StoredIndex:
         scores, rows = self.lexical.search(terms, k, None if allowed is None else allowed[self.row_ids])
         return scores, self.row_ids[rows]
 
+    def passages_with(self, terms: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """A mask over passage ids: the passages whose BM25 document (with its title when the index was built
+        with `lexical_title`) holds every one of `terms`; no terms select every passage."""
+        rows = np.ones(self.lexical.size, dtype=np.bool_)
+        for term in dict.fromkeys(terms):
+            rows &= self.lexical.rows_with(term)
+        mask = np.zeros(self.id_space, dtype=np.bool_)
+        mask[self.row_ids[rows]] = True
+        return mask
+
+    def passages_without(self, terms: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """A mask over passage ids: the stored passages whose BM25 document holds none of `terms` (an exclusion's
+        pre-filter); no terms select every stored passage."""
+        mask = np.zeros(self.id_space, dtype=np.bool_)
+        mask[self.row_ids[~self.lexical.rows_with_any(terms)]] = True
+        return mask
+
     def vectors_of(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """The stored vectors of these passages, one row each."""
         if not len(ids):
@@ -183,6 +213,25 @@ class StoredIndex:
             ids = np.fromiter((row[0] for row in self._con.execute(sql, values)), dtype=np.int64)
         mask[ids] = True
         return mask
+
+    def article_facts(self) -> ArticleFacts:
+        """Each article's date (as Unix seconds, NaN when undated), month and source, by article row (the rows
+        of `article_vectors`); read once (a generation never changes)."""
+        facts = self._article_facts
+        if facts is not None:
+            return facts
+        with self._facts_lock:  # built once; `_lock` is held only for the SQL, so passage reads go on meanwhile
+            if self._article_facts is None:
+                with self._lock:
+                    rows = self._con.execute("SELECT date, source FROM articles ORDER BY rowid").fetchall()
+                times = np.array([timestamp(d) if d else None for d, _ in rows], dtype=np.float64)  # None is NaN
+                months = [d[:7] if d and len(d) >= 7 else None for d, _ in rows]
+                first = np.full(len(rows), -1, dtype=np.int64)
+                held = np.flatnonzero(self.passage_articles >= 0)
+                owners, at = np.unique(self.passage_articles[held], return_index=True)
+                first[owners] = held[at]
+                self._article_facts = ArticleFacts(times, months, [s for _, s in rows], first)
+            return self._article_facts
 
     def _sources(self) -> dict[str, list[str]]:
         """Each folded source and the spellings stored for it; read once (a generation never changes)."""

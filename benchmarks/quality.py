@@ -161,6 +161,10 @@ def measure_quality(
         run = run_config(searcher, queries, vectors, options)
         rank_seconds = time.perf_counter() - started
         figures: dict[str, Any] = evaluate(qrels, run)
+        # The @10 figures are those of the page a user gets: a request for 10 hits ranks fewer candidates than one
+        # for 100 (`candidate_depth`), so its top 10 can differ from the top 10 of the 100.
+        page = evaluate(qrels, run_config(searcher, queries, vectors, options, k=10))
+        figures.update({name: value for name, value in page.items() if name.endswith("@10")})
         figures["options"] = {k: v for k, v in dataclasses.asdict(options).items() if k != "filters"}
         figures["queries_without_hits"] = sum(1 for q, _ in queries if not run.get(q))
         figures["batch_queries_per_second"] = round(len(queries) / (rank_seconds + encode_seconds), 1)

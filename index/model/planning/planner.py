@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from semsearch.index.model.export.onnx_export import ONNX_BACKENDS, cached_model
+from semsearch.index.model.export.onnx_export import ONNX_BACKENDS, SCALED_PER_CALL, cached_model
 from semsearch.index.model.onnx_runtime import OnnxEncoder, TokenIds
 from semsearch.index.model.planning.cache import (
     PlanRecord,
@@ -406,11 +406,16 @@ class _Run:
             chosen = backends[0]
         plans = {b: queries[b][0] for b in layout}
         winner = plans[chosen]
-        batching = [winner.replace(rows=r, tokens=t) for r, t in dict.fromkeys(self.planner.batchings)]
-        batching = [winner, *[p for p in batching if p != winner]]
-        top = fastest(self.race(batching, "batching"))
-        if top is not None:
-            plans[chosen] = top.plan
+        if chosen in SCALED_PER_CALL:
+            # One text per call whatever the batch holds: rows and tokens change nothing, so none is raced (a
+            # race among equals would pick by noise, and another run of it would pick another).
+            plans[chosen] = winner.replace(rows=1, tokens=0)
+        else:
+            batching = [winner.replace(rows=r, tokens=t) for r, t in dict.fromkeys(self.planner.batchings)]
+            batching = [winner, *[p for p in batching if p != winner]]
+            top = fastest(self.race(batching, "batching"))
+            if top is not None:
+                plans[chosen] = top.plan
         return {"chosen": chosen, "plans": plans, "gate": gate, "measurements": self.measurements}
 
     def check_gate(self, backends: list[str]) -> dict[str, dict[str, Any]]:

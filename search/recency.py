@@ -25,6 +25,8 @@ def instant(now: str | None, default: float) -> float:
     """Unix seconds of a request's `now` (an ISO 8601 day or time, UTC unless it names a zone), or `default`
     when it gives none (None or empty text, as HTTP leaves an empty field out). InvalidSearchError for text
     that `INSTANT_PATTERN` refuses (2012-W22-1, 20120531), as HTTP does, or that is no real moment (2024-02-30)."""
+    if not isinstance(now, str | None):
+        raise InvalidSearchError(f"now={now!r} is not a day or time: give ISO 8601 text, e.g. 2024-05-31T12:00:00Z")
     if not now:
         return default
     seconds = timestamp(now) if _INSTANT.fullmatch(now) else None

@@ -251,7 +251,8 @@ class Searcher:
 
         A query whose candidates give fewer than offset + k hits (the per-article cap, duplicates, phrases and
         filters thin them out) takes deeper candidates, block by block, while there are any, so a page is as
-        full as the index allows and the pages of one query neither repeat nor skip a hit."""
+        full as the index allows and the pages of one query by relevance neither repeat nor skip a hit (by date,
+        only within one block of 50: `sort=date` orders the candidates of the blocks that offset + k spans)."""
         options = options or self.defaults
         clock = clock or StageClock(None)
         if options.mode != "lexical" and vectors is None:
@@ -270,14 +271,14 @@ class Searcher:
         for n, pool in enumerate(pools):
             vector = None if vectors is None else vectors[n]
             with clock.stage("rank"):
-                picks = self._paged(vector, pool, wanted, options)
+                picks, done = self._paged(vector, pool, wanted, options)
             while len(picks) < wanted and options.sort != "date" and pool.full and pool.depth < MAX_DEPTH:
-                with clock.stage("retrieve"):
-                    deeper = candidate_depth(pool.depth // 2 + PAGE_BLOCK)
+                with clock.stage("retrieve"):  # twice as deep; the blocks ranked so far stay as they are
                     rows = None if vector is None else vector[None, :]
+                    deeper = min(2 * pool.depth, MAX_DEPTH)
                     (pool,) = gather(self.index, rows, [pool.query], deeper, allowed, options.mode)
                 with clock.stage("rank"):
-                    picks = self._paged(vector, pool, wanted, options)
+                    picks, done = self._paged(vector, pool, wanted, options, picks, done)
             if options.sort == "date":
                 picks = self._newest_first(picks)
             if pools_out is not None:
@@ -285,14 +286,24 @@ class Searcher:
             results.append(picks[options.offset : wanted])
         return results
 
-    def _paged(self, vector: Vectors | None, pool: Pool, wanted: int, options: SearchOptions) -> list[Pick]:
-        """The first `wanted` picks (all kept candidates for `sort=date`), block by block: the hits of each block of
-        50 come from candidates as deep as that block needs, after the hits of the blocks before it, so a page
-        further on neither repeats nor skips a hit of an earlier page. A pool deeper than `wanted` needs (taken
-        because the first blocks fell short) adds its blocks, each continuing the one before."""
-        shown: list[Pick] = []
+    def _paged(
+        self,
+        vector: Vectors | None,
+        pool: Pool,
+        wanted: int,
+        options: SearchOptions,
+        shown: list[Pick] | None = None,
+        done: int = 0,
+    ) -> tuple[list[Pick], int]:
+        """The first `wanted` picks (all kept candidates for `sort=date`), block by block, and the last block
+        ranked: the hits of each block of 50 come from candidates as deep as that block needs, after the hits of
+        the blocks before it, so a page further on neither repeats nor skips a hit of an earlier page. A pool
+        deeper than `wanted` needs (taken because the first blocks fell short) adds its blocks, each continuing
+        the one before, until `wanted` are found; `shown` and `done` resume after blocks already ranked."""
+        shown = list(shown or [])
         last = max(blocks(wanted), pool.depth // (2 * PAGE_BLOCK))
-        for block in range(1, last + 1):
+        block = done
+        for block in range(done + 1, last + 1):
             depth = candidate_depth(block * PAGE_BLOCK)
             if pool.dense is None or vector is None:
                 scores = pool.lexical_top(depth)
@@ -318,7 +329,9 @@ class Searcher:
                 options.per_article,
                 options.duplicate_threshold,
             )
-        return shown
+            if len(shown) >= wanted and options.sort != "date":
+                break
+        return shown, block
 
     def _allowed(self, options: SearchOptions) -> npt.NDArray[np.bool_] | None:
         """The passages the filters let through, as a mask over passage ids (None: every passage)."""

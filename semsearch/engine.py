@@ -96,22 +96,35 @@ class Engine:
         fields: str = "source,month",
         k: int = 10,
         *,
+        offset: int = 0,
+        recency_half_life: float | None = None,
+        now: str | None = None,
         mode: str | None = None,
+        fusion: str | None = None,
+        weight: float | None = None,
+        per_article: int | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
         source: str | None = None,
         article_id: str | None = None,
     ) -> Facets:
-        """How many of the articles matching `query` (those of the passages a search for `k` hits ranks) each
-        source and month holds; `fields` is `source`, `month` or both."""
-        if not re.match(FACETS_PATTERN, fields):
+        """How many of the articles matching `query` each source and month holds (`fields`: `source`, `month` or
+        both): the articles of the candidates that `search` with the same arguments ranks its hits from, as
+        HTTP's `facets=` counts them."""
+        if not isinstance(fields, str) or not re.fullmatch(FACETS_PATTERN, fields):
             raise InvalidSearchError(f"fields={fields!r}: use source, month or source,month")
         _check_k(k)
         self._refresh()
         with self._live.use() as searcher:
             options = request_options(
                 searcher.defaults,
+                offset=offset,
+                recency_half_life=recency_half_life,
+                now=now,
                 mode=mode,
+                fusion=fusion,
+                weight=weight,
+                per_article=per_article,
                 date_from=date_from,
                 date_to=date_to,
                 source=source,

@@ -62,10 +62,14 @@ class Param(Generic[T]):
         return "any text" if self.max_length is None else f"at most {self.max_length} characters"
 
     def accepts(self, value: Any) -> bool:
-        """Whether `value` is in range (or one of the choices); the type is the caller's to check."""
+        """Whether `value` has the parameter's type (an int is a float too; a bool is neither) and is in range
+        (or one of the choices)."""
+        kinds = (int, float) if self.kind is float else (self.kind,)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            return False
         if self.choices:
             return value in self.choices
-        if self.low is not None and self.high is not None:
+        if self.low is not None and self.high is not None and isinstance(value, int | float):
             return bool(self.low <= value <= self.high)
         return True
 
@@ -88,7 +92,8 @@ OFFSET: Param[int] = Param(
     low=0,
     high=MAX_OFFSET,
     help="Skip this many hits: the answer holds the hits ranked offset+1 to offset+k, with those ranks. Pages of "
-    "one query (offset 0, k, 2k, ...) neither repeat nor skip a passage while offset+k stays in one block of 50.",
+    "one query by relevance (offset 0, k, 2k, ...) neither repeat nor skip a passage; with sort=date, only while "
+    "offset+k stays within one block of 50.",
     cli_help="Skip this many hits (the next page: --offset K).",
 )
 SORT: Param[str] = Param(

@@ -103,3 +103,23 @@ def test_any_options_give_hits_or_a_named_error(
     else:
         assert valid and date_from in (None, "2020-01-01") and len(hits) <= k
         assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"k": 10.5},
+        {"offset": 1.5},
+        {"per_article": 1.5},
+        {"weight": True},
+        {"recency_half_life": "3"},
+        {"recency_half_life": 3, "now": 123},
+        {"mode": 1},
+    ],
+    ids=str,
+)
+def test_a_value_of_the_wrong_type_is_a_named_error(engine: Engine, options: dict[str, object]) -> None:
+    """HTTP refuses these with a 422; the Python API names them too, never a TypeError or a silent rounding."""
+    k = options.pop("k", 10)
+    with pytest.raises(semsearch.InvalidSearchError, match="|".join(["k", *options])):
+        engine.search("journalism festival", k, **options)  # type: ignore[arg-type]

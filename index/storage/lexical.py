@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semsearch.index.reading.folding import fold, folded_clusters
+from semsearch.index.storage.topk import top_positions
 
 # Lucene's English stop words (bm25s ships the same list); word pattern as in scikit-learn and bm25s.
 STOPWORDS = frozenset(
@@ -148,7 +149,5 @@ class LexicalIndex:
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0).astype(np.float32)
         positive = np.flatnonzero(scores > 0)
-        if len(positive) > k:
-            positive = positive[np.argpartition(-scores[positive], k - 1)[:k]]
-        order = positive[np.lexsort((positive, -scores[positive]))]
+        order = positive[top_positions(scores[positive], k)]
         return scores[order], order.astype(np.int64)

@@ -35,6 +35,7 @@ from semsearch.index.storage.generations import (
 )
 from semsearch.index.storage.lexical import LEXICAL_DIR, LexicalIndex
 from semsearch.index.storage.manifest import MANIFEST, Manifest, check_format, file_sha256
+from semsearch.index.storage.topk import top_positions
 from semsearch.index.storage.vectors import VectorIndexInfo, configure, is_exact
 
 __all__ = ["DATA_FILES", "LEXICAL_FILES", "PassageRow", "StoredIndex", "open_index"]
@@ -332,10 +333,8 @@ def _exact_top_k(
     scores = queries @ vectors.T
     out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-    take = min(k, len(ids))
     for n, row in enumerate(scores):
-        top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
-        top = top[np.lexsort((ids[top], -row[top]))]
+        top = top_positions(row, k)  # `ids` ascend, so ties go to the lower passage id at any k
         out_scores[n, : len(top)] = row[top]
         out_ids[n, : len(top)] = ids[top]
     return out_scores, out_ids

@@ -26,7 +26,6 @@ from semsearch.search.facets import Facets, count
 from semsearch.search.filters import Filters
 from semsearch.search.fusion import Candidates, best_first, fuse
 from semsearch.search.highlight import highlight_spans, query_terms
-from semsearch.search.paging import MIN_CANDIDATES as MIN_CANDIDATES
 from semsearch.search.paging import PAGE_BLOCK, ahead, blocks, candidate_depth, newest_first
 from semsearch.search.pools import Pool, gather, parsed
 from semsearch.search.related import RelatedArticle, related_articles
@@ -350,30 +349,31 @@ class Searcher:
     ) -> tuple[list[Hit], Facets]:
         """`search`, and the facets of the same ranking: the articles of the candidate pool its hits came from,
         counted per `fields` (source, month)."""
+        picks, pool, ranked = self._ranked_pool(query, k, options)
+        return self._hits(picks, ranked, first_rank=options.offset + 1), self._count(pool, fields)
+
+    def candidates(self, query: str, k: int = 10, options: SearchOptions | None = None) -> npt.NDArray[np.int64]:
+        """The passage ids the ranking of this request drew its hits from, ascending: each retriever's
+        candidates (as deep as the hits needed), after filters, phrases and exclusions."""
+        return self._ranked_pool(query, k, options or self.defaults)[1].ids()
+
+    def facets(self, query: str, fields: Sequence[str], k: int = 10, options: SearchOptions | None = None) -> Facets:
+        """Counts per source and month (`fields`) of the articles of `candidates`, without building hits."""
+        return self._count(self._ranked_pool(query, k, options or self.defaults)[1], fields)
+
+    def _ranked_pool(self, query: str, k: int, options: SearchOptions) -> tuple[list[Pick], Pool, str]:
+        """One query ranked: its picks, the candidate pool they came from, and the text that was ranked."""
         check_k(k)
         text = clean_query(query)
         ranked = parsed(text).text
         vectors = None if options.mode == "lexical" else self.encode([ranked])
         pools: list[Pool] = []
         (picks,) = self.retrieve(vectors, [text], k, options, pools_out=pools)
-        ids = pools[0].ids()
-        facets = count(self.index.passage_articles[ids].astype(np.int64), self.index.article_facts(), fields)
-        return self._hits(picks, ranked, first_rank=options.offset + 1), facets
+        return picks, pools[0], ranked
 
-    def candidates(self, query: str, k: int = 10, options: SearchOptions | None = None) -> npt.NDArray[np.int64]:
-        """The passage ids the ranking of this request drew its hits from, ascending: each retriever's
-        candidates (as deep as the hits needed), after filters, phrases and exclusions."""
-        check_k(k)
-        options = options or self.defaults
-        text = clean_query(query)
-        vectors = None if options.mode == "lexical" else self.encode([parsed(text).text])
-        pools: list[Pool] = []
-        self.retrieve(vectors, [text], k, options, pools_out=pools)
-        return pools[0].ids()
-
-    def facets(self, query: str, fields: Sequence[str], k: int = 10, options: SearchOptions | None = None) -> Facets:
-        """Counts per source and month (`fields`) of the articles of `candidates`."""
-        return self.search_counted(query, k, options or self.defaults, fields)[1]
+    def _count(self, pool: Pool, fields: Sequence[str]) -> Facets:
+        ids = pool.ids()
+        return count(self.index.passage_articles[ids].astype(np.int64), self.index.article_facts(), fields)
 
     def _newest_first(self, picks: list[Pick]) -> list[Pick]:
         rows = self.index.passages([p.passage_id for p in picks])

@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from semsearch.api.deps import responses
 from semsearch.api.errors import BodyLimitMiddleware, install_error_handlers
 from semsearch.api.head import HeadAsGet
+from semsearch.api.merger import BackgroundMerger
 from semsearch.api.metrics import Metrics
 from semsearch.api.metrics import router as metrics_router
 from semsearch.api.observe import ObserveMiddleware
@@ -42,6 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if app.state.batcher is not None and live.loaded:
         await anyio.to_thread.run_sync(app.state.batcher.warm)
+    merger = app.state.merger = BackgroundMerger(settings, live, app.state.write_lock)
+    if settings.merge:
+        merger.start()
     stop = threading.Event()
     if settings.reload_seconds > 0:
         threading.Thread(
@@ -50,6 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     # A write whose request is done or was cancelled may still run in its thread, holding the index's writer
     # lock: the process must not end in the middle of it.
+    merger.stop()
     await anyio.to_thread.run_sync(app.state.write_lock.wait_idle)
     stop.set()
     if app.state.batcher is not None:

@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -175,11 +176,42 @@ def describe_write(summary: Any) -> str:
         )
     kind = summary.vector_index.type if summary.vector_index else "?"
     rate = f" at {summary.passages_per_second:.1f} passages/s" if summary.embedded else ""
+    merged = sum(len(m.merged) for m in summary.merges)
+    merges = f"; then merged {merged} segments in {len(summary.merges)} merges" if summary.merges else ""
     return (
         f"Added {summary.added}, updated {summary.updated}, removed {summary.removed}, "
         f"unchanged {summary.unchanged} articles; embedded {summary.embedded} passages{rate}, "
         f"reused {summary.reused}. Index: {summary.index} ({summary.articles} articles, {summary.passages} "
-        f"passages, {kind}, generation {summary.generation}, {summary.seconds:.1f} s)"
+        f"passages, {kind}, generation {summary.generation}, {summary.seconds:.1f} s){merges}"
+    )
+
+
+@main.command(
+    "optimize",
+    help="Merge the index into one segment without deleted passages (from the stored vectors: nothing is "
+    "embedded again). Searches, and a server on the index, go on meanwhile.",
+)
+@index_option
+@handle_errors
+def optimize_command(index_dir: Path | None) -> None:
+    settings = load_settings(index=index_dir)
+    from semsearch.index.storage.store import open_index
+    from semsearch.index.writing.merging import optimize
+
+    started = time.perf_counter()
+    reports = optimize(settings)
+    index = open_index(settings.index, verify=False)
+    try:
+        segments, passages = len(index.segments), index.size
+    finally:
+        index.close()
+    if not reports:
+        click.echo(f"Already one segment without deleted passages: {settings.index} ({passages} passages)")
+        return
+    expunged = sum(r.expunged for r in reports)
+    click.echo(
+        f"Merged {sum(len(r.merged) for r in reports)} segments into {segments}, dropping {expunged} deleted "
+        f"passages. Index: {settings.index} ({passages} passages, {time.perf_counter() - started:.1f} s)"
     )
 
 

@@ -100,14 +100,14 @@ class Metrics:
 
 
 class _IndexCollector(Collector):
-    """The served generation, its size and the failed reloads, read when /metrics is asked."""
+    """The served commit, its size and segments, and the failed reloads, read when /metrics is asked."""
 
     def __init__(self, live: Callable[[], LiveSearcher | None]) -> None:
         self.live = live
 
     def collect(self) -> Iterable[Metric]:
         live = self.live()
-        generation, articles, passages = None, 0, 0
+        generation, articles, passages, segments, deleted = None, 0, 0, 0, 0
         if live is not None and live.loaded:
             try:
                 with live.use() as searcher:
@@ -117,26 +117,26 @@ class _IndexCollector(Collector):
                         counts["articles"],
                         counts["passages"],
                     )
+                    stats = searcher.index.segment_stats()
+                    segments, deleted = len(stats), sum(s["deleted"] for s in stats)
             except (RuntimeError, SemsearchError):  # unloaded between the check and the use
                 pass
-        yield GaugeMetricFamily(
-            "semsearch_index_loaded", "1 when an index generation is served.", generation is not None
-        )
-        info = GaugeMetricFamily(
-            "semsearch_index_generation", "The generation served (label; value 1).", labels=["name"]
-        )
+        yield GaugeMetricFamily("semsearch_index_loaded", "1 when an index commit is served.", generation is not None)
+        info = GaugeMetricFamily("semsearch_index_generation", "The commit served (label; value 1).", labels=["name"])
         if generation is not None:
             info.add_metric([generation], 1)
         yield info
-        yield GaugeMetricFamily("semsearch_index_articles", "Articles in the served generation.", articles)
-        yield GaugeMetricFamily("semsearch_index_passages", "Passages in the served generation.", passages)
-        # A generation is one segment today; the gauge is here for when a generation holds several.
+        yield GaugeMetricFamily("semsearch_index_articles", "Articles in the served commit.", articles)
+        yield GaugeMetricFamily("semsearch_index_passages", "Passages in the served commit.", passages)
+        yield GaugeMetricFamily("semsearch_index_segments", "Live segments of the served commit.", segments)
         yield GaugeMetricFamily(
-            "semsearch_index_segments", "Segments in the served generation.", int(generation is not None)
+            "semsearch_index_deleted_passages",
+            "Passages deleted from the served commit's segments and not yet merged away.",
+            deleted,
         )
         yield CounterMetricFamily(
             "semsearch_index_reload_errors",
-            "Attempts to load a new current generation that failed (the one held goes on serving).",
+            "Attempts to load a new current commit that failed (the one held goes on serving).",
             live.reload_errors if live is not None else 0,
         )
 

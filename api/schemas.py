@@ -203,6 +203,14 @@ class VectorIndexOut(BaseModel):
     probe_queries: int
 
 
+class SegmentOut(BaseModel):
+    name: str
+    passages: int = Field(description="Live passages.")
+    deleted: int = Field(description="Passages deleted (tombstoned) since the segment was written.")
+    articles: int = Field(description="Live articles.")
+    vector_index: str = Field(description="Exact (`IDMap2,Flat`) or HNSW, chosen by the segment's size.")
+
+
 class StatsOut(BaseModel):
     articles: int
     passages: int
@@ -219,7 +227,12 @@ class StatsOut(BaseModel):
     built_at: str
     index_bytes: int
     generation: str
-    last_write: dict[str, int] = Field(description="What the write that made this generation changed.")
+    last_write: dict[str, int] = Field(description="What the latest write before this commit changed.")
+    segments: list[SegmentOut] = Field(description="The live segments of the commit, oldest first.")
+    last_merge: dict[str, Any] = Field(
+        description="The latest merge: when, the segments merged, the segment made, its passages, the deleted "
+        "passages it dropped and its seconds; empty before the first."
+    )
     reload_error: str | None = Field(
         description="Why the newest generation on disk could not be loaded (the one shown goes on serving), or null."
     )

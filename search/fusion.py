@@ -61,10 +61,10 @@ def weighted(dense: Candidates, lexical: Candidates, dense_weight: float) -> Can
 
 
 def _ranks(found: Candidates) -> npt.NDArray[np.int64]:
-    """1 for the best candidate, 2 for the next; ties go to the lower passage id."""
-    ranks = np.empty(len(found), dtype=np.int64)
-    ranks[np.lexsort((found.ids, -found.scores))] = np.arange(1, len(found) + 1)
-    return ranks
+    """1 for the best candidate, one more than the number of better ones for the others: equal scores share a
+    rank, so that fusion never depends on passage ids (which follow the order articles were written in)."""
+    negated = -np.asarray(found.scores, dtype=np.float64)
+    return np.searchsorted(np.sort(negated), negated, side="left").astype(np.int64) + 1
 
 
 def reciprocal_rank(dense: Candidates, lexical: Candidates, dense_weight: float = 0.5, k: int = RRF_K) -> Candidates:

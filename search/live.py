@@ -93,7 +93,8 @@ class LiveSearcher:
             return True
 
     def _open(self) -> Searcher:
-        searcher = Searcher.open(self.settings, self._embedder)
+        held = self._held  # still serving (so its segments are open) until the swap after this
+        searcher = Searcher.open(self.settings, self._embedder, reuse=held.searcher if held is not None else None)
         searcher.observe = self.observe
         self._embedder = searcher.embedder
         return searcher

@@ -104,6 +104,8 @@ class IndexStats:
     index_bytes: int
     generation: str
     last_write: dict[str, int]
+    segments: list[dict[str, Any]]
+    last_merge: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,13 @@ class Searcher:
         self.observe: StageObserver | None = None  # told how long each search stage took (server metrics)
 
     @classmethod
-    def open(cls, settings: Settings, embedder: Embedder | None = None) -> Searcher:
+    def open(cls, settings: Settings, embedder: Embedder | None = None, reuse: Searcher | None = None) -> Searcher:
         """Open the index at `settings.index` with the model and backend that built it; refuses another model
-        before loading it."""
-        index = open_index(settings.index)
+        before loading it. The segments `reuse` (a searcher of an earlier commit, still open) holds are shared,
+        so only new segments are read."""
+        index = open_index(
+            settings.index, reuse=reuse.index if reuse is not None else None, threads=settings.search_threads
+        )
         if index.manifest.settings.get("lexical_analysis") != ANALYSIS_VERSION:
             log.warning(
                 "the index at %s was analysed for BM25 by an earlier version: some words (ß, final sigma, "
@@ -437,6 +442,8 @@ class Searcher:
             index_bytes=self.index.disk_bytes(),
             generation=self.index.generation.name,
             last_write=dict(m.changes),
+            segments=self.index.segment_stats(),
+            last_merge=dict(m.last_merge),
         )
 
     def close(self) -> None:

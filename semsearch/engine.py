@@ -18,6 +18,7 @@ from semsearch.index.model.embedder import Embedder
 from semsearch.index.reading.articles import Article
 from semsearch.index.reading.readers import article_from_record
 from semsearch.index.writing.builder import BuildSummary, delete_articles, write_articles
+from semsearch.index.writing.merging import MergeReport, optimize
 from semsearch.params import FACETS_PATTERN
 from semsearch.search.facets import Facets, parse_fields
 from semsearch.search.filters import Filters
@@ -134,7 +135,8 @@ class Engine:
 
     def add(self, articles: Iterable[Article | Mapping[str, Any]]) -> BuildSummary:
         """Add or replace articles: `Article`s, or records like a .jsonl line (`id`, `title`, `body` or `text`,
-        `date`, `source`, `url`, ...). Only new passage text is embedded; the write is one new generation."""
+        `date`, `source`, `url`, ...). Only new passage text is embedded; the write is one new segment, and the
+        merges the policy asks for run after it."""
         batch = [_article(item, n) for n, item in enumerate(articles)]
         if not batch:
             raise InvalidArticleError("Give at least one article to add")
@@ -145,6 +147,12 @@ class Engine:
         if isinstance(ids, str):
             ids = [ids]
         return self._written(delete_articles(self.settings, list(ids), embedder=self._live.embedder))
+
+    def optimize(self) -> list[MergeReport]:
+        """Merge the index into one segment without deleted passages (`semsearch optimize`); searches go on."""
+        reports = optimize(self.settings)
+        self._refresh()
+        return reports
 
     def article(self, article_id: str) -> ArticleView:
         """An indexed article with its passages' ids and offsets."""

@@ -151,8 +151,30 @@ class Settings:
     ann_threshold: int = field(
         default=20_000,
         metadata={
-            "help": "Passages at which the vector index turns approximate (HNSW, tuned at build time for "
-            "recall@10 >= 0.98 against exact search); below it every search is exact."
+            "help": "Passages at which the vector index turns approximate: an index this large gives each segment "
+            "of 2,000 passages or more its own HNSW graph (tuned when the segment is written for recall@10 >= "
+            "0.98 against exact search); below it every search is exact."
+        },
+    )
+    search_threads: int = field(
+        default_factory=_default_threads,
+        metadata={
+            "help": "Threads one search spreads its segments' vector searches over (1: one after another); the "
+            "searches of several segments with HNSW graphs then take about the time of the slowest."
+        },
+    )
+    merge: bool = field(
+        default=True,
+        metadata={
+            "help": "Merge small segments into larger ones (a tiered policy: about logarithmically many segments, "
+            "deleted passages dropped): in the background of a server, and after each CLI or Python write."
+        },
+    )
+    merge_floor: int = field(
+        default=2_000,
+        metadata={
+            "help": "Passages below which a segment counts as this small for merging: up to ten segments of "
+            "about this size stand before they are merged into one."
         },
     )
     api_token: str = field(
@@ -239,6 +261,8 @@ class Settings:
             ("batch_size", 1),
             ("threads", 1),
             ("ann_threshold", 1),
+            ("merge_floor", 1),
+            ("search_threads", 1),
             ("max_article_chars", 1),
             ("max_body_bytes", 1024),
             ("max_header_bytes", 1024),

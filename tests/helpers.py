@@ -64,3 +64,12 @@ def start_indexer(index: Path, args: list[str]) -> subprocess.Popen[bytes]:
     env["SEMSEARCH_INDEX"] = str(index)
     command = [str(Path(sys.executable).parent / "semsearch"), "index", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_semsearch(index: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`semsearch ARGS` (any command) on `index` in its own process, with no SEMSEARCH_* settings but the index
+    and those in `env`."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}
+    environ.update(env or {}, SEMSEARCH_INDEX=str(index))
+    command = [str(Path(sys.executable).parent / "semsearch"), *args]
+    return subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -39,9 +39,9 @@ def test_equal_weight_rrf_is_plain_reciprocal_rank_fusion() -> None:
     assert best_first(fused).ids.tolist() == [2, 1, 3]
 
 
-def test_rrf_ranks_ties_by_passage_id() -> None:
-    fused = reciprocal_rank(c({9: 1.0, 4: 1.0}), c({}), dense_weight=1.0)
-    assert as_dict(fused) == pytest.approx({4: 2 / 61, 9: 2 / 62})
+def test_rrf_gives_equal_scores_one_rank_whatever_their_passage_ids() -> None:
+    fused = reciprocal_rank(c({9: 1.0, 4: 1.0, 5: 0.5}), c({}), dense_weight=1.0)
+    assert as_dict(fused) == pytest.approx({4: 2 / 61, 9: 2 / 61, 5: 2 / 63})
 
 
 def test_fuse_dispatches_and_refuses_unknown_methods() -> None:
@@ -82,9 +82,11 @@ def test_weighted_gives_exactly_the_plain_formula(dense: dict[int, float], lexic
 
 
 def plain_rrf(dense: dict[int, float], lexical: dict[int, float], w: float, k: int = 60) -> dict[int, float]:
+    """RRF with competition ranks: a candidate's rank is one more than the number of candidates scoring higher."""
     fused: dict[int, float] = {}
     for scores, weight in ((dense, w), (lexical, 1 - w)):
-        for rank, pid in enumerate(sorted(scores, key=lambda p: (-scores[p], p)), start=1):
+        for pid, score in scores.items():
+            rank = 1 + sum(1 for other in scores.values() if other > score)
             fused[pid] = fused.get(pid, 0.0) + 2 * weight / (k + rank)
     return fused
 

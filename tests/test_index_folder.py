@@ -24,6 +24,8 @@ from semsearch.errors import IndexNotWritableError, SemsearchError, StorageWrite
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.storage.folder import ENTRY_MARKER, ROOT_MARKER
 from semsearch.index.storage.generations import CURRENT, current_generation, current_name, writer_lock
+from semsearch.index.storage.manifest import MANIFEST, Manifest
+from semsearch.index.storage.store import open_index
 from semsearch.index.writing.builder import build_index, delete_articles
 from semsearch.settings import Settings
 from tests.helpers import GV_RECORDS, jsonl, write_corpus
@@ -149,14 +151,24 @@ def test_an_index_made_before_the_marker_is_recognised_and_marked(
     (root / "notes.txt").write_text("kept")
     kept = snapshot(root / "mine"), (root / "notes.txt").read_bytes()
 
+    segments = [root / s["name"] for s in Manifest.from_file(old / MANIFEST).segments]
+    assert segments and not any((s / ENTRY_MARKER).exists() for s in segments)
+
     first = build_index(
         [write_corpus(tmp_path / "c1", {"a.jsonl": jsonl(GV_RECORDS[4:5])})], index_copy, embedder=embedder
     )
     assert (root / ROOT_MARKER).is_file() and (root / str(first.generation) / ENTRY_MARKER).is_file()
     assert old.is_dir() and (old / ENTRY_MARKER).is_file()  # the generation before stays for its readers
+    assert all((s / ENTRY_MARKER).is_file() for s in segments)  # named by a commit proven its own: marked too
     build_index([write_corpus(tmp_path / "c2", {"b.jsonl": jsonl(GV_RECORDS[5:6])})], index_copy, embedder=embedder)
     assert not old.exists()  # proven the engine's own (CURRENT named it), so removed once two writes old
+    assert all(s.is_dir() for s in segments)  # still named by the current commit
     assert (snapshot(root / "mine"), (root / "notes.txt").read_bytes()) == kept
+    index = open_index(root)
+    try:
+        assert len(index.article_ids) == 6
+    finally:
+        index.close()
 
 
 def test_only_the_engines_own_leftovers_are_removed(index_copy: Settings, embedder: Embedder, corpus: Path) -> None:
@@ -279,9 +291,34 @@ def test_a_full_disk_is_507_over_http(index_copy: Settings, embedder: Embedder) 
         assert response.status_code == 507, response.text
         assert response.json()["error"]["type"] == "insufficient_storage"
     assert snapshot(root) == before
-    with file_size_limit(20_000), pytest.raises(StorageWriteError, match="unchanged"):
+    # A delete writes only a new commit (tombstones): a disk without room for its manifest refuses it whole.
+    room = (current_generation(root) / MANIFEST).stat().st_size // 2
+    with file_size_limit(room), pytest.raises(StorageWriteError, match="unchanged"):
         delete_articles(index_copy, [str(GV_RECORDS[0]["_id"])], embedder=embedder)
     assert snapshot(root) == before
+
+
+def test_a_merge_the_disk_refuses_after_a_write_leaves_the_write_done(index_copy: Settings, embedder: Embedder) -> None:
+    """The commit of a delete fits, the merge it calls for (half the rows deleted) does not: the delete is done
+    and said to be, the merge is left for later, and no half-written segment is left behind."""
+    root = index_copy.index
+    gone = [str(r["_id"]) for r in GV_RECORDS[:2]]
+    before = open_index(root)
+    segments = [r.name for r in before.refs]
+    before.close()
+    with file_size_limit(20_000):  # room for a commit, not for a segment's vectors
+        summary = delete_articles(index_copy, gone, embedder=embedder)
+    assert summary.generation == current_name(root) and summary.removed == 2 and summary.merges == []
+    assert any("merg" in w and "later" in w for w in summary.warnings), summary.warnings
+    index = open_index(root)
+    try:
+        assert [r.name for r in index.refs] == segments and not set(gone) & set(index.article_ids)
+        assert len(index.article_ids) == 2
+    finally:
+        index.close()
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(("tmp-", "seg-"))) == sorted(segments)
+    summary = delete_articles(index_copy, [str(GV_RECORDS[2]["_id"])], embedder=embedder)  # room again
+    assert len(summary.merges) == 1 and not summary.warnings
 
 
 def test_the_writer_lock_claims_nothing_it_may_not(tmp_path: Path) -> None:
@@ -305,9 +342,12 @@ NAMES = st.one_of(
             "CURRENT.x.tmp",
             "CURRENT.0a1b2c3d.tmp",
             ".lock",
+            "seg-20240101T000000000000Z-abcdef",
             "manifest.json",
+            "segment.json",
             "meta.sqlite",
-            "lexical",
+            "vectors.npy",
+            "postings",
             ROOT_MARKER,
             ENTRY_MARKER,
         ]

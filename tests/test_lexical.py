@@ -12,8 +12,9 @@ import pytest
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.reading.readers import article_from_record
 from semsearch.index.storage.generations import current_generation
-from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER, Analyzer, LexicalIndex
+from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER, Analyzer
 from semsearch.index.storage.manifest import MANIFEST
+from semsearch.index.storage.postings import Bm25, Postings
 from semsearch.index.writing.builder import write_articles
 from semsearch.search.highlight import highlight_spans, query_terms
 from semsearch.search.searcher import Searcher
@@ -42,29 +43,26 @@ def test_analyzer_lowercases_stems_and_drops_stop_words() -> None:
     assert [(text[s:e], term) for s, e, term in ANALYZER.spans(text)] == [("Energies", "energi"), ("Asia", "asia")]
 
 
-def test_bm25_ranks_matching_passages_and_skips_the_rest() -> None:
-    index = LexicalIndex.build(DOCS)
-    scores, ids = index.search(ANALYZER.terms("energy pipeline China"), k=10)
-    assert set(ids.tolist()) == {0, 2}
-    assert list(scores) == sorted(scores, reverse=True) and all(scores > 0)
-    assert index.search(ANALYZER.terms("zebra"), k=10)[1].size == 0
-    assert index.search([], k=10)[1].size == 0
+def bm25(docs: list[str]) -> tuple[Postings, Bm25]:
+    postings = Postings.build([ANALYZER.terms(d) for d in docs])
+    return postings, Bm25([(postings, None)])
 
 
-def test_a_mask_limits_bm25_to_allowed_passages() -> None:
-    index = LexicalIndex.build(DOCS)
-    allowed = np.array([False, True, True, True])
-    _, ids = index.search(ANALYZER.terms("energy pipeline China"), k=10, allowed=allowed)
-    assert ids.tolist() == [2]
+def test_bm25_scores_matching_passages_and_nothing_else() -> None:
+    _, scorer = bm25(DOCS)
+    scores = scorer.scores(ANALYZER.terms("energy pipeline China"))[0]
+    assert set(np.flatnonzero(scores > 0).tolist()) == {0, 2}
+    assert not scorer.scores(ANALYZER.terms("zebra"))[0].any()
+    assert not scorer.scores([])[0].any()
 
 
-def test_saved_index_loads_with_identical_scores(tmp_path: Path) -> None:
-    index = LexicalIndex.build(DOCS)
-    index.save(tmp_path)
-    loaded = LexicalIndex.load(tmp_path)
+def test_saved_postings_load_with_identical_scores(tmp_path: Path) -> None:
+    postings, scorer = bm25(DOCS)
+    postings.save(tmp_path)
+    loaded = Postings.load(tmp_path)
     terms = ANALYZER.terms("Kenya journalists energy")
     assert loaded.size == 4
-    assert np.array_equal(loaded.scores(terms), index.scores(terms))
+    assert np.array_equal(Bm25([(loaded, None)]).scores(terms)[0], scorer.scores(terms)[0])
 
 
 def test_highlights_mark_stem_matches_but_not_stop_words() -> None:
@@ -83,17 +81,17 @@ def test_highlights_of_a_remembered_passage_follow_each_query() -> None:
 
 
 def test_a_corpus_without_a_single_term_builds_and_matches_nothing() -> None:
-    index = LexicalIndex.build(["0", "a b", "!!"])  # no word of two characters: bm25s had an empty vocabulary
-    assert index.size == 3
-    assert index.search(ANALYZER.terms("a b 0 anything"), k=10)[1].size == 0
+    postings, scorer = bm25(["0", "a b", "!!"])  # no word of two characters: an empty vocabulary
+    assert postings.size == 3 and postings.terms == []
+    assert not scorer.scores(ANALYZER.terms("a b 0 anything"))[0].any()
 
 
 def test_fullwidth_halfwidth_and_case_folded_forms_give_the_same_terms() -> None:
     wide = ANALYZER.terms("ＥＮＥＲＧＹ Ｐｉｐｅｌｉｎｅｓ")
     assert wide == ANALYZER.terms("energy pipelines") == ["energi", "pipelin"]
     assert ANALYZER.terms("STRASSE") == ANALYZER.terms("Straße")
-    index = LexicalIndex.build(["Ｅｎｅｒｇｙ in Asia", "Kenya journalists"])
-    assert index.search(ANALYZER.terms("energy"), k=10)[1].tolist() == [0]
+    _, scorer = bm25(["Ｅｎｅｒｇｙ in Asia", "Kenya journalists"])
+    assert np.flatnonzero(scorer.scores(ANALYZER.terms("energy"))[0]).tolist() == [0]
 
 
 def test_an_index_analysed_by_another_version_says_so_until_its_next_write(

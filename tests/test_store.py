@@ -18,7 +18,18 @@ from semsearch.errors import (
 )
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.storage.folder import ROOT_MARKER
-from semsearch.index.storage.generations import CURRENT, DATA_FILES, VECTORS, current_generation, writer_lock
+from semsearch.index.storage.generations import CURRENT, current_generation, writer_lock
+from semsearch.index.storage.manifest import MANIFEST, file_sha256
+from semsearch.index.storage.postings import FREQS, INDPTR, LENGTHS, ROWS, TERMS
+from semsearch.index.storage.segment import (
+    ARTICLE_VECTORS,
+    IDS,
+    METADATA,
+    OWNERS,
+    POSTINGS_DIR,
+    SEGMENT_MANIFEST,
+    VECTORS,
+)
 from semsearch.index.storage.store import open_index
 from semsearch.index.writing.builder import build_index, passage_text_for_embedding
 from semsearch.search.searcher import Searcher
@@ -84,10 +95,16 @@ def test_saved_index_answers_like_brute_force(small_settings: Settings, embedder
         reopened.close()
 
 
-def test_a_search_from_any_thread_runs_faiss_on_one_thread(small_settings: Settings, embedder: Embedder) -> None:
-    """OpenMP's thread count is per thread: a server's worker thread must not start FAISS at OMP_NUM_THREADS."""
+def test_a_search_from_any_thread_runs_faiss_on_one_thread(
+    small_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    """OpenMP's thread count is per thread: a server's worker thread must not start FAISS at OMP_NUM_THREADS.
+    (An exact segment is scanned with numpy; FAISS runs a search on a segment with an HNSW graph.)"""
+    graphed = small_settings.replace(index=tmp_path / "graphed", ann_threshold=2)
+    build_index([write_corpus(tmp_path / "graphed-corpus", SMALL)], graphed, embedder=embedder)
     faiss.omp_set_num_threads(4)  # what a worker thread would start with under OMP_NUM_THREADS=4
-    stored = open_index(small_settings.index)
+    stored = open_index(graphed.index)
+    assert [s.approximate for s in stored.segments] == [True]
     seen: list[int] = []
 
     def worker() -> None:
@@ -137,7 +154,17 @@ def test_manifest_records_model_and_counts(small_settings: Settings, embedder: E
     assert manifest["model"]["backend"] == embedder.info.backend == "onnx-int8"  # the default backend
     assert manifest["dimension"] == 384 and manifest["metric"] == "inner_product"
     assert manifest["counts"] == {"articles": 3, "passages": 6}
-    assert set(manifest["files"]) == set(DATA_FILES)
+    # One segment, named with the checksum of its record, which holds a checksum of every file of it (no graph:
+    # the index is below the ANN threshold).
+    [segment] = manifest["segments"]
+    folder = small_settings.index / segment["name"]
+    assert (segment["passages"], segment["articles"], segment["deleted"]) == (6, 3, [])
+    assert segment["checksum"] == file_sha256(folder / SEGMENT_MANIFEST)
+    record = json.loads((folder / SEGMENT_MANIFEST).read_text())
+    postings = {f"{POSTINGS_DIR}/{name}" for name in (TERMS, INDPTR, ROWS, FREQS, LENGTHS)}
+    assert set(record["files"]) == {VECTORS, IDS, OWNERS, ARTICLE_VECTORS, METADATA, *postings}
+    assert all(record["files"][name] == file_sha256(folder / name) for name in record["files"])
+    assert manifest["index_type"] == segment["vector_index"]["type"] == "IDMap2,Flat"
     assert {"faiss-cpu", "torch", "sentence-transformers", "numpy"} <= set(manifest["versions"])
 
 
@@ -186,8 +213,9 @@ def test_failed_builds_leave_the_index_untouched(small_settings: Settings, embed
         assert [(h.passage_id, h.score) for h in after.search("gas pipeline", k=5)] == expected
     finally:
         after.close()
+    segments = [r.name for r in after.index.refs]
     kept = sorted(p.name for p in small_settings.index.iterdir() if p.name not in (".lock", ROOT_MARKER))
-    assert kept == sorted([CURRENT, generation])
+    assert kept == sorted([CURRENT, generation, *segments])  # no half-written segment or commit is left
 
 
 def test_empty_corpus_writes_no_index(tmp_path: Path, base_settings: Settings, embedder: Embedder) -> None:
@@ -198,7 +226,11 @@ def test_empty_corpus_writes_no_index(tmp_path: Path, base_settings: Settings, e
 
 
 def test_rebuild_replaces_generation(small_settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    """A rebuild commits new segments only; the commit before stays one write for readers, and its segments
+    as long as a reader holds them."""
     old = current_generation(small_settings.index)
+    reader = open_index(small_settings.index)
+    old_segments = [s.folder for s in reader.segments]
     build_index(
         [write_corpus(tmp_path / "c2", {"only.txt": "Only\n\nA single article about tea."})],
         small_settings,
@@ -206,9 +238,13 @@ def test_rebuild_replaces_generation(small_settings: Settings, embedder: Embedde
         rebuild=True,
     )
     new = current_generation(small_settings.index)
-    assert new != old and old.exists()  # the previous generation stays for readers that hold it
+    assert new != old and old.exists()  # the previous commit stays for readers that read CURRENT before
+    assert all(f.is_dir() for f in old_segments)  # held by a reader
+    assert reader.article("energy.txt") is not None  # which still reads the index it opened
+    reader.close()
     build_index([tmp_path / "c2"], small_settings, embedder=embedder, rebuild=True)
     assert not old.exists() and new.exists()
+    assert not any(f.exists() for f in old_segments)  # unheld, named by no kept commit: removed
     searcher = Searcher.open(small_settings, embedder)
     try:
         assert {h.article_id for h in searcher.search("tea", k=5)} == {"only.txt"}
@@ -226,7 +262,8 @@ def test_missing_and_corrupt_index_give_clear_errors(small_settings: Settings, t
         open_index(tmp_path / "nowhere")
     copy = tmp_path / "copy"
     shutil.copytree(small_settings.index, copy)
-    vectors = current_generation(copy) / VECTORS
+    [segment] = json.loads((current_generation(copy) / MANIFEST).read_text())["segments"]
+    vectors = copy / segment["name"] / VECTORS
     vectors.write_bytes(vectors.read_bytes()[:100])
     with pytest.raises(CorruptIndexError, match=str(vectors)):
         open_index(copy)

@@ -16,6 +16,7 @@ from semsearch.index.storage.generations import current_generation
 from semsearch.index.storage.manifest import MANIFEST
 from semsearch.index.storage.store import open_index
 from semsearch.index.writing.builder import build_index, delete_articles, write_articles
+from semsearch.index.writing.merging import optimize
 from semsearch.search.filters import Filters
 from semsearch.search.searcher import Searcher
 from semsearch.settings import Settings
@@ -44,13 +45,15 @@ def passages_by_article(settings: Settings) -> dict[str, list[tuple[int, str]]]:
 def test_update_adds_replaces_and_keeps_ids_and_vectors(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
     before = passages_by_article(settings)
     index = open_index(settings.index)
-    old_vectors = dict(zip(index.row_ids.tolist(), index.vectors_of(index.row_ids.tolist()), strict=True))
+    ids, vectors = index.stored_vectors()
+    old_vectors = dict(zip(ids.tolist(), vectors, strict=True))
     old_next = index.manifest.next_passage_id
+    old_segments = [r.name for r in index.refs]
     index.close()
     changed = dict(RECORDS[1])
     changed["text"] = str(changed["text"]) + "\n\nA closing paragraph about wind farms on the steppe, added later."
     corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl([RECORDS[0], changed, *RECORDS[2:4], RECORDS[5]])})
-    summary = build_index([corpus], settings, embedder=embedder)
+    summary = build_index([corpus], settings.replace(merge=False), embedder=embedder)  # the write's own segment
     after = passages_by_article(settings)
     assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (1, 1, 0, 3)
     new_texts = len(after[str(RECORDS[5]["_id"])]) + 1  # the new article, and the changed one's new last passage
@@ -63,7 +66,15 @@ def test_update_adds_replaces_and_keeps_ids_and_vectors(settings: Settings, embe
     index = open_index(settings.index)
     try:
         for pid in (p for p, _ in after[str(RECORDS[0]["_id"])]):
-            assert np.array_equal(index.vectors_of([pid])[0], old_vectors[pid])  # reused, not re-embedded
+            assert np.array_equal(index.vectors_of([pid])[0], old_vectors[pid])  # untouched, still the same
+        for pid in kept:  # the changed article's unchanged paragraphs: their stored vectors, not embedded again
+            assert np.array_equal(index.vectors_of([pid[0]])[0], old_vectors[pid[0]])
+        # The write added one segment holding the new and the changed article; the old segment stays as it was,
+        # with the changed article's old row tombstoned.
+        refs = {r.name: r for r in index.refs}
+        assert [r.name for r in index.refs][: len(old_segments)] == old_segments and len(refs) == len(old_segments) + 1
+        assert refs[index.refs[-1].name].articles == 2
+        assert len(refs[old_segments[0]].deleted) == 1
     finally:
         index.close()
     searcher = Searcher.open(settings, embedder)
@@ -141,17 +152,31 @@ def test_vectors_from_another_export_are_not_mixed_with_new_ones(
 
 
 def test_index_type_follows_the_corpus_size(settings: Settings, embedder: Embedder, tmp_path: Path) -> None:
-    size = open_index(settings.index).size
+    """Past the ANN threshold a segment written whole (here by `optimize`) gets a tuned HNSW graph; a write that
+    only grows the index adds a small exact segment. A delete that takes the index back below the threshold
+    leaves its deleted passages to the merge that drops them, which writes the segment exact again."""
+    index = open_index(settings.index)
+    size = index.size
+    index.close()
     small = settings.replace(ann_threshold=size + 5)
     corpus = write_corpus(tmp_path / "c", {"a.jsonl": jsonl(RECORDS[5:8])})
     grown = build_index([corpus], small, embedder=embedder)
-    assert grown.vector_index is not None and grown.vector_index.type == "IDMap2,HNSW32"
-    assert grown.vector_index.recall_at_10 >= 0.98 and "efSearch" in grown.vector_index.params
+    assert grown.passages >= small.ann_threshold and not grown.merges
+    assert grown.vector_index is not None and grown.vector_index.type == "IDMap2,Flat"  # the new, small segment
+    merged = optimize(small)
+    assert len(merged) == 1 and merged[0].passages == grown.passages
+    index = open_index(small.index)
+    try:
+        assert [s["vector_index"] for s in index.segment_stats()] == ["IDMap2,HNSW32"]
+        assert index.manifest.index_type == "IDMap2,HNSW32"
+        assert index.vector_info.recall_at_10 >= 0.98 and "efSearch" in index.vector_info.params
+    finally:
+        index.close()
+    question = "wind power and energy cooperation in Central Asia"
     searcher = Searcher.open(small, embedder)
     try:
         stats = searcher.stats()
         assert stats.vector_index["type"] == "IDMap2,HNSW32" and stats.index_type == "IDMap2,HNSW32"
-        question = "wind power and energy cooperation in Central Asia"
         hits = searcher.search(question, k=5)
         assert len(hits) == 5
         one = str(RECORDS[6]["_id"])
@@ -160,5 +185,20 @@ def test_index_type_follows_the_corpus_size(settings: Settings, embedder: Embedd
         assert {h.article_id for h in filtered} == {one} and len(filtered) == 3
     finally:
         searcher.close()
-    shrunk = delete_articles(small, [str(r["_id"]) for r in RECORDS[5:8]])
-    assert shrunk.vector_index is not None and shrunk.vector_index.type == "IDMap2,Flat"
+    gone = [str(r["_id"]) for r in RECORDS[5:8]]
+    shrunk = delete_articles(small, gone)
+    assert shrunk.passages == size < small.ann_threshold
+    # The delete itself only tombstones rows of the HNSW segment; so many deleted rows call for a merge, which
+    # rewrites the segment from its live rows, exact now that the index is below the threshold.
+    assert shrunk.vector_index is not None and shrunk.vector_index.type == "IDMap2,HNSW32"
+    assert len(shrunk.merges) == 1 and shrunk.merges[0].expunged == grown.passages - size
+    searcher = Searcher.open(small, embedder)
+    try:
+        stats = searcher.stats()
+        assert stats.index_type == "IDMap2,Flat" and stats.vector_index["type"] == "IDMap2,Flat"
+        assert [(s["vector_index"], s["deleted"]) for s in stats.segments] == [("IDMap2,Flat", 0)]
+        assert stats.passages == size
+        found = searcher.search(question, k=10)
+        assert found and not {h.article_id for h in found} & set(gone)
+    finally:
+        searcher.close()

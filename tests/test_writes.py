@@ -15,7 +15,10 @@ from semsearch.api.app import create_app
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.reading.readers import article_from_record
 from semsearch.index.storage.generations import current_generation
+from semsearch.index.storage.manifest import MANIFEST, Manifest
+from semsearch.index.storage.segment import VECTORS
 from semsearch.index.writing.builder import write_articles
+from semsearch.index.writing.merging import optimize
 from semsearch.search.live import LiveSearcher
 from semsearch.settings import Settings
 from tests.test_api import assert_error
@@ -105,33 +108,57 @@ def test_a_corrupt_new_generation_leaves_the_old_one_serving(
 ) -> None:
     served = client.get("/stats").json()["generation"]
     hits = client.get("/search", params={"q": "journalism festival", "k": 3}).json()["hits"]
-    # A damaged generation becomes current (another tool, a bad disk): write it beside the index, truncate a
-    # file, then move it in and switch CURRENT, so the app never sees it whole.
-    shadow = settings.replace(index=settings.index.parent / "shadow")
+    # A commit naming a damaged segment becomes current (another tool, a bad disk): write it beside the index,
+    # truncate a file of its new segment, then move the segment and the commit in and switch CURRENT, so the app
+    # never sees them whole.
+    shadow = settings.replace(index=settings.index.parent / "shadow", merge=False)
     shutil.copytree(settings.index, shadow.index)
     write_articles(shadow, [article_from_record(NEW, "x", "test")], embedder=embedder)
     damaged = current_generation(shadow.index)
-    (damaged / "vectors.faiss").write_bytes((damaged / "vectors.faiss").read_bytes()[:64])
+    names = [s["name"] for s in Manifest.from_file(damaged / MANIFEST).segments]
+    new = [n for n in names if not (settings.index / n).exists()]
+    assert len(new) == 1 and len(names) == 2  # the old segment, shared, and the write's own
+    vectors = shadow.index / new[0] / VECTORS
+    vectors.write_bytes(vectors.read_bytes()[:64])
+    shutil.move(shadow.index / new[0], settings.index / new[0])
     shutil.move(damaged, settings.index / damaged.name)
     pointer = settings.index / "CURRENT.test.tmp"
     pointer.write_text(damaged.name + "\n")
     os.replace(pointer, settings.index / "CURRENT")
-    vectors = settings.index / damaged.name / "vectors.faiss"
     deadline = time.monotonic() + 300  # a reload is quick; a busy machine may still take its time
     while (stats := client.get("/stats").json())["reload_error"] is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert str(vectors) in stats["reload_error"] and stats["generation"] == served
+    assert str(settings.index / new[0] / VECTORS) in stats["reload_error"] and stats["generation"] == served
     assert client.get("/search", params={"q": "journalism festival", "k": 3}).json()["hits"] == hits
+    assert_error(client.get("/articles/wire-001"), 404, "not_found")
 
 
 def test_requests_in_flight_keep_their_generation(settings: Settings, embedder: Embedder) -> None:
+    """A request keeps the commit it began with, and every segment of it, even when writes and a merge have
+    replaced them meanwhile; the commit is closed once the request is done, and its segments, unheld, are then
+    removed by the next write's clean-up."""
     live = LiveSearcher(settings, embedder)
     assert live.refresh()
     with live.use() as old:
+        before = old.search("festival", k=3)
+        segment = old.index.segments[0]
         write_articles(settings, [article_from_record(NEW, "x", "test")], embedder=embedder)
+        assert optimize(settings)  # one new segment: the commit no longer names the one this request reads
+        assert segment.name not in {
+            s["name"] for s in Manifest.from_file(current_generation(settings.index) / MANIFEST).segments
+        }
         assert live.refresh() and live.generation != old.index.generation.name
-        assert old.search("festival", k=1)  # still open: closed only when this request is done
-    with pytest.raises(Exception, match="closed"):
-        old.index.passages([0])
+        assert segment.folder.is_dir()  # held by this request, so clean-up left it
+        assert old.search("festival", k=3) == before  # still open: closed only when this request is done
+        assert old.article("wire-001") is None
+        with live.use() as new:
+            assert new.article("wire-001") is not None
+    with pytest.raises(RuntimeError, match="closed"):  # the request's commit is closed, and so is its segment
+        old.index.passages(old.index.stored_vectors()[0][:1].tolist())
+    with pytest.raises(RuntimeError, match="closed"):
+        segment.sql("SELECT count(*) FROM articles")
+    assert segment.folder.is_dir()  # nothing removes a folder but a writer's clean-up
+    write_articles(settings, [article_from_record({**NEW, "id": "wire-002"}, "x", "test")], embedder=embedder)
+    assert not segment.folder.exists()
     live.close()

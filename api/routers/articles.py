@@ -72,12 +72,14 @@ def run_write(request: Request, upserts: Sequence[Article], deletes: Sequence[st
     live: LiveSearcher = state.live
     with state.write_lock:
         summary = (
-            write_articles(state.settings, upserts, embedder=live.embedder)
+            write_articles(state.settings, upserts, embedder=live.embedder, merge=False)
             if upserts
-            else delete_articles(state.settings, deletes, embedder=live.embedder)
+            else delete_articles(state.settings, deletes, embedder=live.embedder, merge=False)
         )
         if summary.generation is not None:
             live.refresh()  # the response's generation is the one served from now on
+    if summary.generation is not None and state.settings.merge:
+        state.merger.wake()
     return write_out(summary)
 
 

@@ -6,8 +6,11 @@ entries, so a folder of someone else's that happens to hold `tmp-*`, `gen-*` or 
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
+import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -62,27 +65,58 @@ def _claim_existing(root: Path, created: Path | None) -> None:
                     "writes nothing there so as to leave what it holds untouched. Give --index (SEMSEARCH_INDEX) a "
                     "new or empty folder, or an existing index"
                 )
-            for entry in root.iterdir():  # an index from before the markers: its generations are proven its own
-                if entry.name.startswith("gen-") and _has_manifest(entry):
+            for entry in root.iterdir():  # an index from before the markers: its generations are proven its own,
+                if entry.name.startswith("gen-") and _has_manifest(entry):  # and so are the segments they name
                     mark(entry, root_marker=False)
+                    for segment in _segments_named(root, entry):
+                        mark(segment, root_marker=False)
         mark(root, root_marker=True)
 
 
-def mark(folder: Path, root_marker: bool) -> None:
-    """Write the marker into a folder the engine made; a file of that name already there is left as it is."""
+def mark(folder: Path, root_marker: bool, hold: bool = False) -> int | None:
+    """Write the marker into a folder the engine made; a file of that name already there is left as it is.
+
+    With `hold`, the marker is locked shared before a byte of it is written and its descriptor returned open:
+    clean-up (`segment.remove_if_unheld`) then never removes the folder until the caller closes it."""
     name, text = (ROOT_MARKER, _ROOT_TEXT) if root_marker else (ENTRY_MARKER, _ENTRY_TEXT)
     try:
         fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        return
+        return None
     try:
+        if hold:
+            fcntl.flock(fd, fcntl.LOCK_SH)
         if os.write(fd, text) != len(text):
             raise OSError(errno.ENOSPC, "short write", str(folder / name))
     except BaseException:
         os.close(fd)
         (folder / name).unlink(missing_ok=True)  # a partial marker would make the folder neither ours nor empty
         raise
+    if hold:
+        return fd
     os.close(fd)
+    return None
+
+
+def remove_entry(folder: Path) -> None:
+    """Remove a folder the engine made inside an index, its marker last: a removal cut short (a kill) leaves a
+    folder that clean-up still knows as its own (or, killed between the marker and the folder, an empty one)."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.name == ENTRY_MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+    with contextlib.suppress(OSError):
+        (folder / ENTRY_MARKER).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def is_marked(folder: Path, root_marker: bool) -> bool:
@@ -186,6 +220,24 @@ def _is_unmarked_index(root: Path) -> bool:
     except (OSError, ValueError):
         return False
     return name.startswith("gen-") and "/" not in name and _has_manifest(root / name)
+
+
+def _segments_named(root: Path, generation: Path) -> list[Path]:
+    """The segment folders (real folders, not links) that the manifest of `generation` names."""
+    try:
+        entries = Manifest.from_file(generation / MANIFEST).segments
+    except CorruptIndexError:
+        return []
+    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    return [
+        root / n
+        for n in names
+        if isinstance(n, str)
+        and n.startswith("seg-")
+        and "/" not in n
+        and (root / n).is_dir()
+        and not (root / n).is_symlink()
+    ]
 
 
 def _has_manifest(folder: Path) -> bool:

@@ -1,21 +1,16 @@
-"""The lexical half of an index: BM25 (bm25s) over stemmed English terms without stop words.
+"""The analyzer of the lexical half of an index: stemmed English terms without stop words, for BM25
+(`postings.py`).
 
 The analyzer is shared by indexing, querying and highlighting, so a highlighted word is exactly
-a word that matched. Rows of the BM25 matrix are passage ids.
+a word that matched.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-
-import numpy as np
-import numpy.typing as npt
 
 from semsearch.index.reading.folding import fold, folded_clusters
-from semsearch.index.storage.topk import top_positions
 
 # Lucene's English stop words (bm25s ships the same list); word pattern as in scikit-learn and bm25s.
 STOPWORDS = frozenset(
@@ -81,73 +76,3 @@ class Analyzer:
 
 
 ANALYZER = Analyzer()
-
-
-class LexicalIndex:
-    """BM25 scores for every passage; built in one pass, saved beside the vectors."""
-
-    def __init__(self, retriever: object) -> None:
-        self._retriever = retriever
-
-    @classmethod
-    def build(cls, documents: Iterable[str]) -> LexicalIndex:
-        import bm25s
-
-        retriever = bm25s.BM25()
-        tokens = [ANALYZER.terms(text) for text in documents]
-        if not any(tokens):
-            # Not one term in the whole corpus (one-letter words, symbols): bm25s fails on an empty vocabulary.
-            # Its own empty token stands in; no query has it, so nothing scores, as nothing should.
-            tokens = [[""] for _ in tokens]
-        retriever.index(tokens, show_progress=False)
-        return cls(retriever)
-
-    def save(self, directory: Path) -> list[Path]:
-        self._retriever.save(str(directory), show_progress=False)  # type: ignore[attr-defined]
-        return sorted(p for p in directory.iterdir() if p.is_file())
-
-    @classmethod
-    def load(cls, directory: Path) -> LexicalIndex:
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(directory), mmap=False, show_progress=False))
-
-    @property
-    def size(self) -> int:
-        return int(self._retriever.scores["num_docs"])  # type: ignore[attr-defined]
-
-    def scores(self, terms: Sequence[str]) -> npt.NDArray[np.float32]:
-        """BM25 score of every passage for the query terms (terms unknown to the corpus score nothing)."""
-        vocab: dict[str, int] = self._retriever.vocab_dict  # type: ignore[attr-defined]
-        known = [t for t in terms if t in vocab]
-        if not known:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._retriever.get_scores(known), dtype=np.float32)  # type: ignore[attr-defined]
-
-    def rows_with(self, term: str) -> npt.NDArray[np.bool_]:
-        """A mask over rows: the passages whose BM25 document holds `term` (its column of bm25s's CSC matrix)."""
-        return self.rows_with_any([term])
-
-    def rows_with_any(self, terms: Sequence[str]) -> npt.NDArray[np.bool_]:
-        """A mask over rows: the passages whose BM25 document holds at least one of `terms`, set in one
-        assignment from the union of their columns of bm25s's CSC matrix; no terms select no row."""
-        mask = np.zeros(self.size, dtype=np.bool_)
-        matrix = self._retriever.scores  # type: ignore[attr-defined]
-        vocab: dict[str, int] = self._retriever.vocab_dict  # type: ignore[attr-defined]
-        indptr, indices = matrix["indptr"], matrix["indices"]
-        # bm25s adds "" to the vocabulary past the matrix's last column: no analyzer term is empty.
-        columns = [vocab[t] for t in dict.fromkeys(terms) if t and t in vocab and vocab[t] + 1 < len(indptr)]
-        if columns:
-            mask[np.concatenate([indices[indptr[c] : indptr[c + 1]] for c in columns])] = True
-        return mask
-
-    def search(
-        self, terms: Sequence[str], k: int, allowed: npt.NDArray[np.bool_] | None = None
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Top-k (scores, passage ids) with a positive score, best first; `allowed` masks passages out."""
-        scores = self.scores(terms)
-        if allowed is not None:
-            scores = np.where(allowed, scores, 0.0).astype(np.float32)
-        positive = np.flatnonzero(scores > 0)
-        order = positive[top_positions(scores[positive], k)]
-        return scores[order], order.astype(np.int64)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from semsearch.errors import CorruptIndexError, IndexMismatchError
+from semsearch.index.storage.commits import segment_refs
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class ModelIdentity(Protocol):
@@ -36,7 +37,7 @@ _VERSIONED = (
     "transformers",
     "tokenizers",
     "onnxruntime",
-    "bm25s",
+    "PyStemmer",
 )
 
 
@@ -60,6 +61,11 @@ class Manifest:
     # embedded and reused.
     changes: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    # The live segments, oldest first: {"name", "checksum" (of its segment.json), "passages", "articles",
+    # "deleted": article rows tombstoned in it}; see `commits.SegmentRef`.
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    # The merge that made this commit, or the last one before it: {"at", "merged", "passages", "seconds"}.
+    last_merge: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -73,7 +79,7 @@ class Manifest:
             return manifest
         except FileNotFoundError:
             raise CorruptIndexError(f"The index file {path} is missing; rebuild with `semsearch index`") from None
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, CorruptIndexError) as exc:
             raise CorruptIndexError(
                 f"The index file {path} is unreadable ({exc}); rebuild with `semsearch index`"
             ) from None
@@ -91,6 +97,7 @@ class Manifest:
             raise TypeError(f"vector_index.type is {self.vector_index.get('type')!r}, not a string")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.files.items()):
             raise TypeError("files holds a name or checksum that is not a string")
+        segment_refs(self.segments)  # each entry as a commit writes it (CorruptIndexError says which is not)
 
 
 _KINDS: dict[str, tuple[type, ...]] = {
@@ -109,6 +116,8 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "next_passage_id": (int,),
     "changes": (dict,),
     "files": (dict,),
+    "segments": (list,),
+    "last_merge": (dict,),
 }
 
 

@@ -1,9 +1,8 @@
-"""The vector half of a generation: a FAISS index over stable passage ids, exact or approximate by size.
+"""The vector half of a segment: a FAISS index over its rows, exact or approximate by size.
 
-Below `ann_threshold` passages the index is exact (a flat inner-product scan). At or above it, an HNSW
-graph is built and its search breadth (efSearch) is the smallest that reaches the recall target against
-exact search (plus a margin), measured at build time on seeded probe queries; if none does, the index stays
-exact.
+Below a threshold (`segment_threshold`) a segment is exact (a flat inner-product scan). At or above it, an HNSW
+graph is built and its search breadth (efSearch) is the smallest that reaches the recall target against exact
+search (plus a margin), measured at build time on seeded probe queries; if none does, the segment stays exact.
 """
 
 from __future__ import annotations
@@ -32,6 +31,18 @@ PROBE_NOISE = 1.1
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 EF_SEARCH_STEPS = (16, 32, 64, 128, 256, 512)
+# In an index past the ANN threshold, a segment this large gets its own graph: an exact scan of every small
+# segment would cost more than the graphs, once there are a few of them.
+SEGMENT_ANN_MIN = 2_000
+
+
+def segment_threshold(ann_threshold: int, index_passages: int) -> int:
+    """The size from which a segment of an index of `index_passages` gets an HNSW graph: never while the whole
+    index is below `ann_threshold` (every search exact), else from `SEGMENT_ANN_MIN` passages (or the threshold,
+    if lower)."""
+    if index_passages < ann_threshold:
+        return index_passages + 1
+    return min(ann_threshold, SEGMENT_ANN_MIN)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Write an index: read articles, split them into passages, embed what is new, and write a generation.
+"""Write an index: read articles, split them into passages, embed what is new, and commit a segment.
 
-Every write (a first build, an update, a delete) reads the current generation, works out what changed,
-reuses the vector of every passage whose embedded text is unchanged, and writes a complete new
-generation; a failure at any point leaves the previous generation current and whole.
+Every write (a first build, an update, a delete) looks up in the current commit the articles it names, works
+out what changed, reuses the vector of every passage whose embedded text any segment holds, writes one new
+segment with the articles it adds or replaces, and commits it with tombstones for the articles it replaces or
+removes; a failure at any point leaves the previous commit current and whole.
 """
 
 from __future__ import annotations
@@ -20,20 +21,25 @@ from semsearch.errors import (
     CorruptIndexError,
     EmptyCorpusError,
     IndexMismatchError,
+    IndexNotWritableError,
     InvalidArticleError,
     NoIndexError,
+    StorageWriteError,
 )
 from semsearch.index.model.embedder import Embedder, ModelInfo, model_info, resolve_backend
 from semsearch.index.reading.articles import Article, Passage, ReadReport, Skipped, article_problem, text_hash
 from semsearch.index.reading.folding import normalize_id
 from semsearch.index.reading.readers import display_path, read_corpus
 from semsearch.index.reading.splitter import split_passages
+from semsearch.index.storage.commit_view import CommitView, StoredArticle
 from semsearch.index.storage.generations import write_generation, writer_lock
-from semsearch.index.storage.lexical import ANALYSIS_VERSION, LexicalIndex
+from semsearch.index.storage.lexical import ANALYSIS_VERSION, ANALYZER
 from semsearch.index.storage.manifest import FORMAT_VERSION, Manifest, library_versions
-from semsearch.index.storage.store import StoredIndex, open_index
-from semsearch.index.storage.vectors import VectorIndexInfo, build_vector_index
+from semsearch.index.storage.postings import Postings
+from semsearch.index.storage.segment import Written, write_segment
+from semsearch.index.storage.vectors import VectorIndexInfo, segment_threshold
 from semsearch.index.writing.changes import Plan, assign_ids, plan_changes
+from semsearch.index.writing.merging import MergeReport, merge_pending
 from semsearch.settings import Settings
 
 # Given the number of passages to embed, returns the callback that reports each embedded chunk.
@@ -62,6 +68,7 @@ class BuildSummary:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    merges: list[MergeReport] = field(default_factory=list)
 
     @property
     def passages_per_second(self) -> float:
@@ -136,11 +143,13 @@ def build_index(
     return summary
 
 
-def delete_articles(settings: Settings, ids: Sequence[str], embedder: Embedder | None = None) -> BuildSummary:
-    """Remove these articles (all must be in the index) in one new generation."""
+def delete_articles(
+    settings: Settings, ids: Sequence[str], embedder: Embedder | None = None, merge: bool = True
+) -> BuildSummary:
+    """Remove these articles (all must be in the index) in one commit."""
     if not ids:
         raise InvalidArticleError("Give at least one article id to delete")
-    return write_articles(settings, [], deletes=ids, embedder=embedder)
+    return write_articles(settings, [], deletes=ids, embedder=embedder, merge=merge)
 
 
 def write_articles(
@@ -151,8 +160,11 @@ def write_articles(
     rebuild: bool = False,
     embedder: Embedder | None = None,
     progress: ProgressFactory | None = None,
+    merge: bool = True,
 ) -> BuildSummary:
-    """Add or replace `upserts` and remove `deletes` in one new generation, under the writer lock.
+    """Add or replace `upserts` and remove `deletes` in one commit, under the writer lock: one new segment with
+    the articles written, tombstones for those replaced or removed. With `merge`, the merges the policy asks for
+    then run in this call (each holding the lock only to commit); a server merges in the background instead.
 
     Ids are NFC-normalised (see `articles`); a delete names a stored id as given or in that form."""
     started = time.perf_counter()
@@ -169,39 +181,26 @@ def write_articles(
     upserts = [a if a.id == normalize_id(a.id) else replace(a, id=normalize_id(a.id)) for a in upserts]
     info, fallback = (embedder.info, None) if embedder else resolve_backend(settings, model_info(settings))
     with writer_lock(settings.index):
-        previous = _previous(settings, info, rebuild)
+        view = _previous(settings, info, rebuild)
         try:
-            stored_articles = previous.stored_articles() if previous and not rebuild else []
-            stored_ids = {a.id for a in stored_articles}
-            deletes = [d if d in stored_ids else normalize_id(d) for d in deletes]
-            plan = plan_changes(stored_articles, upserts, deletes, prune)
-            if previous is not None and not rebuild and not plan.changes_anything:
-                return BuildSummary(
-                    index=settings.index,
-                    generation=None,
-                    articles=previous.manifest.counts["articles"],
-                    passages=previous.size,
-                    unchanged=len(plan.unchanged),
-                    vector_index=previous.vector_info,
-                    seconds=time.perf_counter() - started,
-                )
-            if not plan.articles:
-                raise InvalidArticleError(
-                    f"This write would leave the index at {settings.index} empty; "
-                    "delete the folder instead if that is meant"
-                )
-            summary = _write(settings, info, plan, previous, rebuild, embedder, progress, started)
-            summary.warnings += [fallback] if fallback else []
-            return summary
+            summary = _write(settings, info, upserts, deletes, prune, rebuild, view, embedder, progress, started)
         finally:
-            if previous is not None:
-                previous.close()
+            if view is not None:
+                view.close()
+    summary.warnings += [fallback] if fallback else []
+    if merge and settings.merge and summary.generation is not None:
+        try:
+            summary.merges = merge_pending(settings)
+        except (StorageWriteError, IndexNotWritableError) as exc:
+            # The write is committed: its merge is left for a later write (or `semsearch optimize`), not its failure.
+            summary.warnings.append(f"The write is committed; merging segments after it failed, left for later: {exc}")
+    return summary
 
 
-def _previous(settings: Settings, info: ModelInfo, rebuild: bool) -> StoredIndex | None:
-    """The current generation to update from, or None for a first build (or a rebuild of a bad one)."""
+def _previous(settings: Settings, info: ModelInfo, rebuild: bool) -> CommitView | None:
+    """The current commit to update from, or None for a first build (or a rebuild of a bad one)."""
     try:
-        previous = open_index(settings.index)
+        previous = CommitView.open(settings.index)
     except NoIndexError:
         return None
     except (CorruptIndexError, IndexMismatchError) as exc:
@@ -232,103 +231,152 @@ def _previous(settings: Settings, info: ModelInfo, rebuild: bool) -> StoredIndex
 def _write(
     settings: Settings,
     info: ModelInfo,
-    plan: Plan,
-    previous: StoredIndex | None,
+    upserts: Sequence[Article],
+    deletes: Sequence[str],
+    prune: bool,
     rebuild: bool,
+    view: CommitView | None,
     embedder: Embedder | None,
     progress: ProgressFactory | None,
     started: float,
 ) -> BuildSummary:
-    """Split what changed, embed what is new, assemble every passage and write the generation."""
-    stored = previous.stored_passages() if previous else []
-    donors: dict[str, int] = {}
-    for item in stored:  # vectors are reused from any stored passage, also across a rebuild
-        donors.setdefault(item.embed_hash, item.id)
+    """Plan the write, split and embed what is new, write its segment and commit it with its tombstones."""
+    if view is None or rebuild:
+        stored: dict[str, StoredArticle] = {}
+    else:
+        named = view.live_ids() if prune else [*(a.id for a in upserts), *deletes]
+        stored = view.find([*named, *(normalize_id(d) for d in deletes)])
+    deletes = [d if d in stored else normalize_id(d) for d in deletes]
+    plan = plan_changes({i: place.content_hash for i, place in stored.items()}, upserts, deletes, prune)
     if rebuild:
         plan = Plan(articles=plan.articles, added=[a.id for a in plan.articles])
-        numbered, next_id = [], 0
-    else:
-        numbered, next_id = stored, previous.manifest.next_passage_id if previous else 0
+    counts = view.manifest.counts if view is not None and not rebuild else {"articles": 0, "passages": 0}
+    if view is not None and not rebuild and not plan.changes_anything:
+        return BuildSummary(
+            index=settings.index,
+            generation=None,
+            articles=counts["articles"],
+            passages=counts["passages"],
+            unchanged=len(plan.unchanged),
+            vector_index=VectorIndexInfo.from_dict(view.manifest.vector_index),
+            seconds=time.perf_counter() - started,
+        )
+    replaced = [stored[i] for i in plan.replaced]
+    articles_after = counts["articles"] - len(replaced) + len(plan.articles)
+    if articles_after == 0:
+        raise InvalidArticleError(
+            f"This write would leave the index at {settings.index} empty; delete the folder instead if that is meant"
+        )
     model = embedder
-    by_article = {a.id: a for a in plan.articles}
-    fresh: dict[str, list[tuple[Passage, str]]] = {}
+    fresh: list[tuple[str, list[tuple[Passage, str]]]] = []
     for article in plan.articles:
-        if article.id in plan.to_split:
-            model = model or Embedder.load(settings, info)
-            fresh[article.id] = [
-                (p, text_hash(passage_text_for_embedding(article, p, settings.embed_title)))
-                for p in split_article(article, model, settings)
-            ]
-    assignment = assign_ids(plan, numbered, donors, fresh, next_id)
-    position = {s.id: n for n, s in enumerate(assignment.passages)}
-    texts = [
-        passage_text_for_embedding(by_article[s.passage.article_id], s.passage, settings.embed_title)
-        for s in (assignment.passages[position[pid]] for pid in assignment.to_embed)
-    ]
+        model = model or Embedder.load(settings, info)
+        fresh.append(
+            (
+                article.id,
+                [
+                    (p, text_hash(passage_text_for_embedding(article, p, settings.embed_title)))
+                    for p in split_article(article, model, settings)
+                ],
+            )
+        )
+    old = {i: view.passages_of(stored[i], i) for i in plan.updated} if view is not None else {}
+    next_id = view.manifest.next_passage_id if view is not None and not rebuild else 0
+    passages, next_id = assign_ids(fresh, old, next_id)
+    donors = view.vectors_by_hash({p.embed_hash for p in passages}) if view is not None else {}
+    by_article = {a.id: a for a in plan.articles}
+    texts: dict[str, str] = {}
+    for item in passages:
+        if item.embed_hash not in donors and item.embed_hash not in texts:
+            article = by_article[item.passage.article_id]
+            texts[item.embed_hash] = passage_text_for_embedding(article, item.passage, settings.embed_title)
     embed_started = time.perf_counter()
     if texts:
         model = model or Embedder.load(settings, info)
-        new_vectors = model.embed_documents(texts, settings.batch_size, progress(len(texts)) if progress else None)
+        embedded = model.embed_documents(
+            list(texts.values()), settings.batch_size, progress(len(texts)) if progress else None
+        )
+        donors.update(zip(texts, embedded, strict=True))
     embed_seconds = time.perf_counter() - embed_started
-    dimension = model.dimension if model else previous.manifest.dimension if previous else 0
-    vectors = np.zeros((len(assignment.passages), dimension), dtype=np.float32)
-    if texts:
-        vectors[[position[pid] for pid in assignment.to_embed]] = new_vectors
-    if assignment.reuse_from and previous is not None:
-        targets = list(assignment.reuse_from)
-        vectors[[position[pid] for pid in targets]] = previous.vectors_of([assignment.reuse_from[t] for t in targets])
-    for pid, source in assignment.copy_of.items():
-        vectors[position[pid]] = vectors[position[source]]
-    ids = np.array([s.id for s in assignment.passages], dtype=np.int64)
-    vector_index, vector_info = build_vector_index(ids, vectors, settings.ann_threshold, settings.threads)
-    lexical = LexicalIndex.build(
-        lexical_text(by_article[s.passage.article_id], s.passage, settings.lexical_title) for s in assignment.passages
-    )
+    dimension = model.dimension if model else view.manifest.dimension if view is not None else 0
+    vectors = np.zeros((len(passages), dimension), dtype=np.float32)
+    for n, item in enumerate(passages):
+        vectors[n] = donors[item.embed_hash]
     changes = {
         "added": len(plan.added),
         "updated": len(plan.updated),
         "removed": len(plan.removed),
         "unchanged": len(plan.unchanged),
         "embedded": len(texts),
-        "reused": sum(len(v) for v in fresh.values()) - len(texts),
+        "reused": len(passages) - len(texts),
     }
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        model={**asdict(info), "plan": _embedding_plan(model if texts else None, previous)},
-        dimension=dimension,
-        max_tokens=model.max_tokens if model else previous.manifest.max_tokens if previous else 0,
-        metric="inner_product",
-        index_type=vector_info.type,
-        counts={"articles": len(plan.articles), "passages": len(assignment.passages)},
-        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        build_seconds=round(time.perf_counter() - started, 3),
-        settings={**{name: getattr(settings, name) for name in BUILD_SETTINGS}, "lexical_analysis": ANALYSIS_VERSION},
-        versions=library_versions(),
-        vector_index=vector_info.to_dict(),
-        next_passage_id=assignment.next_passage_id,
-        changes=changes,
-    )
-    generation = write_generation(
-        settings.index, plan.articles, assignment.passages, vectors, vector_index, lexical, manifest
-    )
+    refs = list(view.refs) if view is not None and not rebuild else []
+    for place in replaced:
+        refs[place.segment] = refs[place.segment].with_deleted([place.row], place.passages)
+    written: Written | None = None
+    if plan.articles:
+        postings = Postings.build(
+            [
+                ANALYZER.terms(lexical_text(by_article[s.passage.article_id], s.passage, settings.lexical_title))
+                for s in passages
+            ]
+        )
+        total = counts["passages"] - sum(p.passages for p in replaced) + len(passages)
+        threshold = segment_threshold(settings.ann_threshold, total)
+        written = write_segment(settings.index, plan.articles, passages, vectors, postings, threshold, settings.threads)
+        refs.append(written.ref())
+    try:
+        refs = [r for r in refs if not r.fully_deleted]
+        largest = max(refs, key=lambda r: r.passages)
+        vector_info = VectorIndexInfo.from_dict(largest.vector_index)
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            model={**asdict(info), "plan": _embedding_plan(model if texts else None, view)},
+            dimension=dimension,
+            max_tokens=model.max_tokens if model else view.manifest.max_tokens if view is not None else 0,
+            metric="inner_product",
+            index_type=vector_info.type,
+            counts={
+                "articles": articles_after,
+                "passages": counts["passages"] - sum(p.passages for p in replaced) + len(passages),
+            },
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            build_seconds=round(time.perf_counter() - started, 3),
+            settings={
+                **{name: getattr(settings, name) for name in BUILD_SETTINGS},
+                "lexical_analysis": ANALYSIS_VERSION,
+            },
+            versions=library_versions(),
+            vector_index=vector_info.to_dict(),
+            next_passage_id=next_id,
+            changes=changes,
+            segments=[r.to_dict() for r in refs],
+            last_merge=dict(view.manifest.last_merge) if view is not None else {},
+        )
+        if view is not None:
+            view.close()  # its segments may be dropped by this commit: clean-up must find them unheld
+        generation = write_generation(settings.index, manifest)
+    finally:
+        if written is not None:
+            written.release()
     return BuildSummary(
         index=settings.index,
         generation=generation.name,
-        articles=len(plan.articles),
-        passages=len(assignment.passages),
+        articles=articles_after,
+        passages=manifest.counts["passages"],
         added=changes["added"],
         updated=changes["updated"],
         removed=changes["removed"],
         unchanged=changes["unchanged"],
         embedded=changes["embedded"],
         reused=changes["reused"],
-        vector_index=vector_info,
+        vector_index=VectorIndexInfo.from_dict(written.info.vector_index) if written is not None else vector_info,
         seconds=time.perf_counter() - started,
         embed_seconds=embed_seconds,
     )
 
 
-def _embedding_plan(model: Embedder | None, previous: StoredIndex | None) -> str | None:
+def _embedding_plan(model: Embedder | None, previous: CommitView | None) -> str | None:
     """The plan that embedded this write's passages (a write that embedded none keeps the one before): how
     the backend ran, recorded beside it; another plan of the same backend may add to the index."""
     if model is not None:

@@ -25,7 +25,7 @@ from semsearch.index.model.planning.measure import PROBE_PASSAGES
 from semsearch.settings import BACKENDS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-BENCHMARKS = ("quality", "quality-gate", "latency", "indexing", "ann", "load")
+BENCHMARKS = ("quality", "quality-gate", "latency", "indexing", "ann", "load", "writes")
 
 
 def common_options(func: F) -> F:
@@ -143,6 +143,7 @@ def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Calla
     from semsearch.benchmarks.latency import latency_markdown, latency_plot
     from semsearch.benchmarks.load import load_markdown, load_plot
     from semsearch.benchmarks.quality import quality_markdown, quality_plot
+    from semsearch.benchmarks.writes import writes_markdown, writes_plot
 
     return {
         "quality": (quality_markdown, quality_plot),
@@ -150,6 +151,7 @@ def _render_table() -> dict[str, tuple[Callable[[Mapping[str, Any]], str], Calla
         "indexing": (indexing_markdown, indexing_plot),
         "ann": (ann_markdown, ann_plot),
         "load": (load_markdown, load_plot),
+        "writes": (writes_markdown, writes_plot),
     }
 
 
@@ -563,6 +565,230 @@ def ann(
         sizes=results,
     )
     finish("ann", record, out, json_out, check, expected)
+
+
+@bench.command(
+    "writes",
+    help="Write cost and search cost of a segmented index at 100k and 1M passages, beside their baselines.",
+)
+@click.option("--sizes", default="100000,1000000", show_default=True, help="Passage counts, comma-separated.")
+@corpus_option("Corpus whose articles are written and whose text the large indexes are tiled from.")
+@dataset_option("BEIR folder: questions for the searches, and the corpus of the quality check.")
+@click.option(
+    "--writes", "write_count", type=click.IntRange(1), default=20, show_default=True, help="Timed HTTP writes."
+)
+@click.option("--rebuild-writes", type=click.IntRange(0), default=3, show_default=True, help="Timed baseline writes.")
+@click.option(
+    "--rebuild-max",
+    type=click.IntRange(0),
+    default=200_000,
+    show_default=True,
+    help="Time baseline writes only up to this many passages (above it, the one-segment build time stands in).",
+)
+@click.option(
+    "--write-size",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Passages per write when the merge policy lays out the large index (10: a feed of one-article writes).",
+)
+@click.option("--load-seconds", type=click.IntRange(0), default=60, show_default=True, help="0 skips the load run.")
+@click.option(
+    "--load-max",
+    type=click.IntRange(0),
+    default=100_000,
+    show_default=True,
+    help="Run the load run only at sizes up to this.",
+)
+@click.option("--disk-writes", type=click.IntRange(0), default=1_000, show_default=True, help="0 skips the disk run.")
+@click.option(
+    "--disk-max",
+    type=click.IntRange(0),
+    default=100_000,
+    show_default=True,
+    help="Run the disk run only at sizes up to this.",
+)
+@click.option(
+    "--quality-writes",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Writes of the SQuAD corpus for the quality check; 0 skips it.",
+)
+@click.option("--queries", "query_count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--build-only", is_flag=True, help="Build (or find) the large indexes in --work-dir, and stop.")
+@common_options
+@handle_errors
+def writes(
+    sizes: str,
+    corpus: Path,
+    dataset: Path,
+    write_count: int,
+    rebuild_writes: int,
+    rebuild_max: int,
+    write_size: int,
+    load_seconds: int,
+    load_max: int,
+    disk_writes: int,
+    disk_max: int,
+    quality_writes: int,
+    query_count: int,
+    runs: int,
+    build_only: bool,
+    out: Path,
+    json_out: Path | None,
+    seed: int,
+    work_dir: Path,
+    check: bool,
+    expected: Path | None,
+) -> None:
+    import shutil
+    import time
+
+    from semsearch.benchmarks import writes as w
+    from semsearch.benchmarks.datasets import sample_queries
+    from semsearch.benchmarks.load import load_run
+    from semsearch.benchmarks.server import serve_process
+    from semsearch.benchmarks.synthetic import build_synthetic, sample_paragraphs, tiered_layout
+    from semsearch.index.model.embedder import Embedder
+    from semsearch.index.reading.articles import ReadReport
+    from semsearch.index.reading.readers import read_corpus
+    from semsearch.index.storage.manifest import FORMAT_VERSION
+    from semsearch.index.storage.store import open_index
+    from semsearch.index.writing.merge_policy import MergePolicy
+
+    counts = [int(p) for p in sizes.split(",") if p.strip().isdigit()]
+    if not counts or any(c < 1000 for c in counts):
+        raise click.BadParameter(f"{sizes!r}: use passage counts >= 1000", param_hint="--sizes")
+    settings = load_settings()
+    embedder = Embedder.load(settings)
+    settings = settings.replace(backend=embedder.info.backend)
+    news = list(read_corpus([corpus], settings.ignore, ReadReport()))
+    paragraphs, titles = sample_paragraphs(news)
+    data = load_beir(dataset)
+    texts = [t for _, t in sample_queries(data, query_count, seed)]
+    token = "bench-writes"
+    policy = MergePolicy(floor_segment=settings.merge_floor)
+    # Built through the storage layer alone, so the format and the layout settings say what the index holds.
+    key = f"f{FORMAT_VERSION}-t{settings.ann_threshold}-m{settings.merge_floor}-w{write_size}"
+    results = []
+    for count in counts:
+        layout = tiered_layout(count, write_size, policy)
+        built: dict[str, Settings] = {}
+        build_seconds: dict[str, float] = {}
+        for name, shape in (("tiered", layout), ("single", [count])):
+            target = settings.replace(index=work_dir / f"writes-{name}-{count}-{seed}-{key}")
+            if not (target.index / "CURRENT").is_file():
+                shutil.rmtree(target.index, ignore_errors=True)
+                click.echo(f"Building the {name} index of {count} passages ({len(shape)} segments)", err=True)
+                started = time.perf_counter()
+                build_synthetic(
+                    target, embedder.info, embedder.max_tokens, paragraphs, titles, shape, seed, embedder.dimension
+                )
+                build_seconds[name] = round(time.perf_counter() - started, 1)
+            built[name] = target
+        if build_only:
+            continue
+        size: dict[str, Any] = {"passages": count, "layout": layout, "build_seconds": build_seconds}
+        if "single" in build_seconds:
+            size["single_build_seconds"] = build_seconds["single"]
+        click.echo(f"{count}: hybrid search, {len(layout)} segments against one", err=True)
+        tiered = w.search_p50(built["tiered"], embedder, texts, runs)
+        single = w.search_p50(built["single"], embedder, texts, runs)
+        size["search"] = {"tiered": tiered, "single": single}
+        size["search_ratio"] = round(tiered["search_p50_ms"] / single["search_p50_ms"], 3)
+        size["retrieval_ratio"] = round(tiered["retrieval_p50_ms"] / single["retrieval_p50_ms"], 3)
+        live = settings.replace(index=work_dir / f"writes-live-{count}")
+        shutil.rmtree(live.index, ignore_errors=True)
+        shutil.copytree(built["tiered"].index, live.index)
+        env = {"SEMSEARCH_API_TOKEN": token, "SEMSEARCH_BACKEND": settings.backend}
+        click.echo(f"{count}: {write_count} HTTP writes", err=True)
+        with serve_process(live.index, env) as (base, process):
+            w.http_writes(base, token, news[:1], "warm-up")
+            timings = w.http_writes(base, token, news[1 : 1 + write_count], "timed")
+            size["write"] = w.summary(timings)
+            size["write_p50_ms"] = size["write"]["p50_ms"]
+            w.http_search_p99(base, texts, 5, 4)
+            loaded = open_index(live.index, verify=False)
+            try:
+                parts = w.memory_parts(loaded)
+                segments = len(loaded.segments)
+            finally:
+                loaded.close()
+            size["memory"] = {"rss_bytes": w.rss_bytes(process.pid), "parts": parts, "segments": segments}
+            size["rss_bytes"] = size["memory"]["rss_bytes"]
+            if load_seconds and count <= load_max:
+                click.echo(f"{count}: idle and loaded search runs, {load_seconds} s each", err=True)
+                idle = w.http_search_p99(base, texts, load_seconds, 16)
+                loaded_run = load_run(base, texts, 16, load_seconds, token, every=1.0, new_ids=True)
+                size["idle"] = idle
+                size["load"] = {**loaded_run, "concurrency": 16, "seconds": load_seconds, "every": 1.0}
+                size["load_p99_ratio"] = round(loaded_run["p99_ms"] / idle["p99_ms"], 3)
+        if rebuild_writes and count <= rebuild_max:
+            click.echo(f"{count}: {rebuild_writes} writes that rewrite the whole index", err=True)
+            rebuilt = settings.replace(index=work_dir / f"writes-rebuild-{count}")
+            shutil.rmtree(rebuilt.index, ignore_errors=True)
+            shutil.copytree(built["single"].index, rebuilt.index)
+            size["rebuild"] = w.summary(w.rebuild_writes(rebuilt, embedder, news[1 : 1 + rebuild_writes], "rebuilt"))
+            size["write_ratio"] = round(size["write"]["p50_ms"] / size["rebuild"]["p50_ms"], 4)
+            shutil.rmtree(rebuilt.index, ignore_errors=True)
+        if disk_writes and count <= disk_max:
+            click.echo(f"{count}: {disk_writes} one-article writes for the disk run", err=True)
+            size["disk"] = w.disk_after_writes(live, embedder, news, disk_writes, work_dir)
+        shutil.rmtree(live.index, ignore_errors=True)
+        results.append(size)
+    if build_only:
+        click.echo(f"Built the indexes in {work_dir}")
+        return
+    record = base_record("writes", settings, seed)
+    record.update(sizes=results, write_size=write_size, queries=len(texts), runs=runs)
+    if quality_writes:
+        click.echo(f"Quality: SQuAD dev in one build and in {quality_writes} writes", err=True)
+        record["quality"] = _quality_in_writes(settings, embedder, data, quality_writes, seed, work_dir)
+    finish("writes", record, out, json_out, check, expected)
+
+
+def _quality_in_writes(
+    settings: Settings, embedder: Any, data: Dataset, count: int, seed: int, work_dir: Path
+) -> dict[str, Any]:
+    import random
+    import shutil
+
+    from semsearch.benchmarks.quality import measure_quality
+    from semsearch.benchmarks.workspace import cached_index
+    from semsearch.index.reading.articles import ReadReport
+    from semsearch.index.reading.readers import read_corpus
+    from semsearch.index.writing.builder import write_articles
+    from semsearch.search.searcher import Searcher
+
+    def ndcg(target: Settings) -> tuple[float, int, int]:
+        searcher = Searcher.open(target, embedder)
+        try:
+            figures = measure_quality(data, searcher, ("hybrid",), seed, latency_queries=1, runs=1)
+            return figures["modes"]["hybrid"]["ndcg@10"], figures["queries"], len(searcher.index.segments)
+        finally:
+            searcher.close()
+
+    one = cached_index("quality", [data.corpus], settings, work_dir, embedder)
+    articles = list(read_corpus([data.corpus], settings.ignore, ReadReport()))
+    random.Random(seed).shuffle(articles)
+    written = settings.replace(index=work_dir / "writes-quality")
+    shutil.rmtree(written.index, ignore_errors=True)
+    for n in range(count):
+        write_articles(written, articles[n::count], embedder=embedder, merge=True)
+    base, queries, _ = ndcg(one)
+    after, _, segments = ndcg(written)
+    shutil.rmtree(written.index, ignore_errors=True)
+    return {
+        "queries": queries,
+        "write_count": count,
+        "segments": segments,
+        "one_build": round(base, 2),
+        "writes": round(after, 2),
+        "difference": round(after - base, 2),
+        "abs_difference": round(abs(after - base), 2),
+    }
 
 
 @bench.command("results", help="Assemble benchmarks/RESULTS.md from the Markdown of each benchmark's latest run.")

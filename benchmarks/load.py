@@ -18,22 +18,26 @@ from semsearch.benchmarks.report import markdown_table, new_figure, save_figure
 WRITER_ID = "load-run-writer"
 
 
-def _writer(base: str, token: str, every: float, stop: threading.Event, out: dict[str, Any]) -> None:
-    """PUT one article with a new closing paragraph every `every` seconds until `stop`."""
+def _writer(
+    base: str, token: str, every: float, stop: threading.Event, out: dict[str, Any], new_ids: bool = False
+) -> None:
+    """PUT one article with a new closing paragraph every `every` seconds until `stop` (with `new_ids`, a new
+    article each time: an index that grows)."""
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, timeout=120, headers=headers) as client:
         n = 0
         while not stop.wait(every):
             n += 1
+            article_id = f"{WRITER_ID}-{n}" if new_ids else WRITER_ID
             article = {
-                "id": WRITER_ID,
+                "id": article_id,
                 "title": "Load run: a story that keeps changing",
                 "body": "A developing story about grain freight across the Caspian Sea, updated as news arrives.\n\n"
                 f"Update {n}: the ferry schedule changed again, now with {n} extra sailings a week from Aktau.",
             }
             started = time.perf_counter()
             try:
-                response = client.put(f"/articles/{WRITER_ID}", json=article)
+                response = client.put(f"/articles/{article_id}", json=article)
                 ok = response.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -43,14 +47,14 @@ def _writer(base: str, token: str, every: float, stop: threading.Event, out: dic
 
 
 def load_run(
-    base: str, texts: Sequence[str], concurrency: int, seconds: float, token: str, every: float
+    base: str, texts: Sequence[str], concurrency: int, seconds: float, token: str, every: float, new_ids: bool = False
 ) -> dict[str, Any]:
     """Queries at `concurrency` for `seconds` (it stops by itself), with a writer beside them when `every` > 0."""
     with httpx.Client(base_url=base, timeout=60) as client:
         before = client.get("/stats").json()["generation"]
     writes: dict[str, Any] = {"writes": 0, "write_errors": 0, "write_ms": []}
     stop = threading.Event()
-    thread = threading.Thread(target=_writer, args=(base, token, every, stop, writes), daemon=True)
+    thread = threading.Thread(target=_writer, args=(base, token, every, stop, writes, new_ids), daemon=True)
     if every > 0:
         thread.start()
     try:
@@ -61,12 +65,13 @@ def load_run(
             thread.join(timeout=300)
     with httpx.Client(base_url=base, timeout=60) as client:
         stats = client.get("/stats").json()
-        found = client.get("/articles/" + WRITER_ID)
+        found = client.get("/articles/" + (f"{WRITER_ID}-{writes['writes']}" if new_ids else WRITER_ID))
     write_ms = sorted(writes.pop("write_ms"))
     return {
         **queries,
         **writes,
         "write_p50_ms": round(write_ms[len(write_ms) // 2], 1) if write_ms else None,
+        "write_max_ms": round(write_ms[-1], 1) if write_ms else None,
         "generation_changed": int(stats["generation"] != before),
         "writer_article_served": int(found.status_code == 200 or writes["writes"] == 0),
         "reload_error": stats["reload_error"],

@@ -25,6 +25,15 @@ def free_port() -> int:
 @contextmanager
 def serve_index(index: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 600) -> Iterator[str]:
     """Start the server on `index`, wait until its index is loaded, yield its base URL, then stop it."""
+    with serve_process(index, extra_env, timeout) as (base, _):
+        yield base
+
+
+@contextmanager
+def serve_process(
+    index: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 600
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`serve_index`, yielding the process too (to read its memory)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEARCH_")}
     env.update(extra_env or {})
@@ -34,7 +43,7 @@ def serve_index(index: Path, extra_env: Mapping[str, str] | None = None, timeout
     base = f"http://{LOOPBACK}:{port}"
     try:
         wait_until_loaded(process, base, timeout)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         try:

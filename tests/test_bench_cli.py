@@ -235,3 +235,27 @@ def test_results_assembles_the_markdown_of_each_run(tmp_path: Path) -> None:
     assert "## quality" in text and "![quality](results/quality.png)" in text
     empty = bench("results", "--from", str(tmp_path / "none"), "--to", str(target))
     assert empty.exit_code != 0 and "No benchmark results" in empty.output
+
+
+def test_writes_measures_segments_against_their_baselines(tiny_beir: Path, tmp_path: Path) -> None:
+    corpus = tiny_news(tmp_path / "news")
+    out = tmp_path / "out"
+    result = bench(
+        "writes", "--sizes", "1200", "--corpus", str(corpus), "--dataset", str(tiny_beir), "--writes", "2",
+        "--rebuild-writes", "1", "--load-seconds", "3", "--load-max", "2000", "--disk-writes", "3",
+        "--disk-max", "2000", "--quality-writes", "3", "--queries", "6", "--runs", "1", "--out", str(out),
+        "--work-dir", str(tmp_path / "work"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = outputs(out, "writes")
+    (size,) = record["sizes"]
+    assert size["passages"] == 1200 and sum(size["layout"]) == 1200 and len(size["layout"]) > 1
+    # Segments hold whole articles (nine passages each), so the policy's smallest sizes round up and may fold.
+    assert 1 < size["search"]["tiered"]["segments"] <= len(size["layout"]) and size["search"]["single"]["segments"] == 1
+    assert size["write"]["count"] == 2 and size["write"]["p50_ms"] > 0 and size["rebuild"]["count"] == 1
+    assert size["load"]["errors"] == 0 and size["load"]["write_errors"] == 0 and size["load"]["writes"] >= 1
+    assert size["disk"]["writes"] == 3 and size["disk"]["ratio"] > 0
+    assert size["memory"]["rss_bytes"] > 0 and size["memory"]["parts"]["vectors"] > 0
+    quality = record["quality"]
+    assert quality["write_count"] == 3 and quality["abs_difference"] <= 0.1  # the same hits, written in 3 writes
+    assert not (tmp_path / "work" / "writes-live-1200").exists()  # the served copy is gone

@@ -25,7 +25,7 @@ from semsearch.index.model.planning.measure import PROBE_PASSAGES
 from semsearch.settings import BACKENDS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-BENCHMARKS = ("quality", "quality-gate", "latency", "indexing", "ann", "load", "writes")
+BENCHMARKS = ("quality", "quality-gate", "latency", "indexing", "ann", "load", "writes", "writes-disk")
 
 
 def common_options(func: F) -> F:

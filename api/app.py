@@ -54,7 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     # A write whose request is done or was cancelled may still run in its thread, holding the index's writer
     # lock: the process must not end in the middle of it.
-    merger.stop()
+    await anyio.to_thread.run_sync(merger.stop)
     await anyio.to_thread.run_sync(app.state.write_lock.wait_idle)
     stop.set()
     if app.state.batcher is not None:

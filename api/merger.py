@@ -45,9 +45,13 @@ class BackgroundMerger:
         """Block until no merge is wanted or running (True), or `timeout` seconds pass (False)."""
         return self._idle.wait(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop, and wait up to `timeout` seconds for a merge in progress (one killed halfway
+        leaves the last commit whole all the same)."""
         self._stop.set()
         self._wanted.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -59,6 +63,8 @@ class BackgroundMerger:
                 for report in merge_pending(self.settings, gate=self.gate, threads=1):
                     self.merges += 1
                     self.last = report
+                    if self._stop.is_set():
+                        break
                     self.live.refresh()
             except SemsearchError as exc:
                 self.failures += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from semsearch.errors import ArticleNotFoundError, IndexMismatchError, InvalidAr
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.reading.articles import Article
 from semsearch.index.storage.generations import current_generation
+from semsearch.index.storage.lexical import ANALYZER
 from semsearch.index.storage.manifest import MANIFEST
 from semsearch.index.storage.store import open_index
 from semsearch.index.writing.builder import build_index, delete_articles, write_articles
@@ -202,3 +204,60 @@ def test_index_type_follows_the_corpus_size(settings: Settings, embedder: Embedd
         assert found and not {h.article_id for h in found} & set(gone)
     finally:
         searcher.close()
+
+
+def test_a_title_change_keeps_passage_ids_and_phrase_filters_see_only_the_new_title(
+    settings: Settings, embedder: Embedder
+) -> None:
+    """With titles in BM25 but not in the embedded text (the defaults), a new title keeps every passage id and
+    vector, so the old rows (deleted) and the new ones share ids: term filters must read the live rows only."""
+    assert settings.lexical_title and not settings.embed_title
+    index = open_index(settings.index)
+    try:
+        article = index.stored_articles()[0]
+        old_ids = sorted(
+            i for i in range(index.id_space) if index.passage_articles[i] >= 0 and index.article_id_of(i) == article.id
+        )
+    finally:
+        index.close()
+    renamed = replace(article, title="Zebrafish of the northern lakes")
+    summary = write_articles(settings, [renamed], embedder=embedder, merge=False)
+    assert summary.updated == 1 and summary.embedded == 0
+    index = open_index(settings.index)
+    try:
+        assert sum(s["deleted"] for s in index.segment_stats()) == len(old_ids)  # the old rows are still there
+        mine = np.zeros(index.id_space, dtype=np.bool_)
+        mine[old_ids] = True
+        assert (index.matching_passages(article_id=article.id) == mine).all()  # the same ids, now live anew
+        old_terms = [t for t in ANALYZER.terms(article.title) if t not in ANALYZER.terms(article.body)]
+        assert old_terms  # a word the old title had and the body has not
+        assert not (index.passages_with(old_terms[:1]) & mine).any()
+        assert index.passages_without(old_terms[:1])[mine].all()
+        assert (index.passages_with(["zebrafish"]) == mine).all()
+        assert not (index.passages_without(["zebrafish"]) & mine).any()
+    finally:
+        index.close()
+
+
+def test_a_reload_that_shares_segments_holds_what_a_fresh_load_holds(settings: Settings, embedder: Embedder) -> None:
+    """A reload takes the article vectors of the segments it shares from the commit loaded before: after an
+    update and a delete it must hold exactly what loading the new commit from disk gives."""
+    before = open_index(settings.index)
+    try:
+        first, second = before.stored_articles()[:2]
+        write_articles(
+            settings, [replace(first, body=first.body + "\n\nA correction.")], embedder=embedder, merge=False
+        )
+        delete_articles(settings, [second.id], embedder=embedder, merge=False)
+        shared = open_index(settings.index, reuse=before)
+        fresh = open_index(settings.index)
+        try:
+            assert len(shared.segments) > 1 and shared.segments[0] is before.segments[0]
+            assert shared.article_ids == fresh.article_ids and second.id not in shared.article_ids
+            assert np.array_equal(shared.article_vectors, fresh.article_vectors)
+            assert np.array_equal(shared.passage_articles, fresh.passage_articles)
+        finally:
+            shared.close()
+            fresh.close()
+    finally:
+        before.close()

@@ -78,6 +78,7 @@ class StoredIndex:
         segments: list[Segment],
         refs: list[SegmentRef],
         threads: int = 1,
+        reuse: StoredIndex | None = None,
     ) -> None:
         self.root = root
         self._threads = threads
@@ -101,7 +102,7 @@ class StoredIndex:
             row_of_local = np.full(segment.info.articles, -1, dtype=np.int32)
             row_of_local[local] = len(article_ids) + np.arange(len(local), dtype=np.int32)
             article_ids.extend(segment.article_ids[r] for r in local)
-            vectors.append(segment.read_article_vectors()[local])
+            vectors.append(self._article_vectors_of(segment, local, reuse))
             places.append((np.full(len(local), n, dtype=np.int32), local))
             rows = np.arange(segment.rows) if live is None else np.flatnonzero(live)
             ids = segment.ids[rows]
@@ -126,6 +127,22 @@ class StoredIndex:
         self.vector_info = VectorIndexInfo.from_dict(manifest.vector_index)
         self._facts: ArticleFacts | None = None
         self._facts_lock = threading.Lock()
+
+    @staticmethod
+    def _article_vectors_of(
+        segment: Segment, local: npt.NDArray[np.int64], reuse: StoredIndex | None
+    ) -> npt.NDArray[np.float32]:
+        """The article vectors of a segment's live rows `local`: taken from the commit loaded before when it
+        shares the segment (a reload after a write then reads only the new segments'), else read from disk."""
+        if reuse is not None and segment in reuse.segments:
+            n = reuse.segments.index(segment)
+            rows = np.flatnonzero(reuse._article_segment == n)
+            position = np.full(segment.info.articles, -1, dtype=np.int64)
+            position[reuse._article_local[rows]] = rows
+            taken = position[local]
+            if (taken >= 0).all():  # deletes only grow: every row live now was live then
+                return reuse.article_vectors[taken]
+        return segment.read_article_vectors()[local]
 
     @property
     def id_space(self) -> int:
@@ -209,10 +226,14 @@ class StoredIndex:
         return (self.passage_articles >= 0) & ~self._holding(terms)
 
     def _holding(self, terms: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """A mask over passage ids: the live passages whose BM25 document holds one of `terms`. Only live rows
+        count: an updated article's unchanged passages keep their ids, so a deleted row may share its id with
+        the live row of the new version, whose document (its title) can differ."""
         mask = np.zeros(self.id_space, dtype=np.bool_)
-        for segment in self.segments:
+        for segment, live in zip(self.segments, self.live, strict=True):
             if segment.postings is not None:
-                mask[segment.ids[segment.postings.rows_with_any(terms)]] = True
+                rows = segment.postings.rows_with_any(terms)
+                mask[segment.ids[rows if live is None else rows & live]] = True
         return mask
 
     def vectors_of(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
@@ -428,7 +449,7 @@ def _open_commit(root: Path, generation: Path, verify: bool, reuse: StoredIndex 
             segments.append(segment)
             if (segment.info.passages, segment.info.articles) != (ref.passages, ref.articles):
                 raise CorruptIndexError(f"The segment {segment.folder} is not the one the commit names")
-        index = StoredIndex(root, generation, manifest, segments, refs, threads)
+        index = StoredIndex(root, generation, manifest, segments, refs, threads, reuse)
         if (index.size, len(index.article_ids)) != (manifest.counts["passages"], manifest.counts["articles"]):
             raise CorruptIndexError(f"The segments of {generation} do not hold what its manifest counts")
         return index

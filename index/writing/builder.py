@@ -21,10 +21,9 @@ from semsearch.errors import (
     CorruptIndexError,
     EmptyCorpusError,
     IndexMismatchError,
-    IndexNotWritableError,
     InvalidArticleError,
     NoIndexError,
-    StorageWriteError,
+    SemsearchError,
 )
 from semsearch.index.model.embedder import Embedder, ModelInfo, model_info, resolve_backend
 from semsearch.index.reading.articles import Article, Passage, ReadReport, Skipped, article_problem, text_hash
@@ -191,7 +190,7 @@ def write_articles(
     if merge and settings.merge and summary.generation is not None:
         try:
             summary.merges = merge_pending(settings)
-        except (StorageWriteError, IndexNotWritableError) as exc:
+        except SemsearchError as exc:
             # The write is committed: its merge is left for a later write (or `semsearch optimize`), not its failure.
             summary.warnings.append(f"The write is committed; merging segments after it failed, left for later: {exc}")
     return summary

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from semsearch.errors import IndexBusyError
+from semsearch.errors import CorruptIndexError, IndexBusyError
 from semsearch.index.reading.articles import Article, StoredPassage
 from semsearch.index.storage.commits import SegmentRef, live_rows, segment_refs
 from semsearch.index.storage.folder import remove_entry
-from semsearch.index.storage.generations import current_generation, write_generation, writer_lock
+from semsearch.index.storage.generations import current_generation, current_name, write_generation, writer_lock
 from semsearch.index.storage.manifest import MANIFEST, Manifest
 from semsearch.index.storage.postings import Postings
 from semsearch.index.storage.segment import (
@@ -134,7 +134,13 @@ def merge_segments(
     if not names or any(n not in by_name for n in names):
         return None
     group = [r for r in refs if r.name in set(names)]
-    merged = _read_live(root, group)
+    started_from = current_name(root)
+    try:
+        merged = _read_live(root, group)
+    except CorruptIndexError:
+        if current_name(root) != started_from:
+            return None  # a write meanwhile dropped a segment of the group (wholly deleted): nothing to merge
+        raise
     written: Written | None = None
     if merged.passages:
         written = write_segment(

@@ -6,7 +6,6 @@ memory by part, and SQuAD quality of an index written in 50 writes against a one
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -21,6 +20,7 @@ from semsearch.benchmarks.report import markdown_table
 from semsearch.benchmarks.timing import latency_summary, time_calls
 from semsearch.index.model.embedder import Embedder
 from semsearch.index.reading.articles import Article
+from semsearch.index.storage.lexical import ANALYZER
 from semsearch.index.storage.store import StoredIndex, open_index
 from semsearch.index.writing.builder import write_articles
 from semsearch.index.writing.merging import optimize
@@ -78,7 +78,7 @@ def search_p50(settings: Settings, embedder: Embedder, texts: Sequence[str], run
             searcher.search(text, 10)
         whole = [latency_summary(time_calls(lambda t: searcher.search(t, 10), texts))["p50_ms"] for _ in range(runs)]
         index = searcher.index
-        terms = [searcher_terms(t) for t in texts]
+        terms = [ANALYZER.terms(t) for t in texts]
         pairs = list(zip(vectors, terms, strict=True))
 
         def retrieve(pair: tuple[Any, list[str]]) -> None:
@@ -95,12 +95,6 @@ def search_p50(settings: Settings, embedder: Embedder, texts: Sequence[str], run
         }
     finally:
         searcher.close()
-
-
-def searcher_terms(text: str) -> list[str]:
-    from semsearch.index.storage.lexical import ANALYZER
-
-    return ANALYZER.terms(text)
 
 
 def folder_bytes(root: Path) -> int:
@@ -146,18 +140,11 @@ def disk_after_writes(
 
 def memory_parts(index: StoredIndex) -> dict[str, int]:
     """Bytes a loaded index holds in memory, by part."""
-    vectors = graph = postings = 0
+    dimension = index.manifest.dimension
+    vectors = sum(segment.rows * dimension * 4 for segment in index.segments)  # in the graph, or flat
+    graph = sum(segment.graph_bytes() for segment in index.segments)
+    postings = 0
     for segment in index.segments:
-        rows, dimension = segment.rows, index.manifest.dimension
-        if segment._graph is not None:  # noqa: SLF001 - a benchmark reads the parts it reports
-            vectors += rows * dimension * 4
-            links = segment._graph  # noqa: SLF001
-            import faiss
-
-            hnsw: Any = faiss.downcast_index(links.index).hnsw  # type: ignore[attr-defined]
-            graph += faiss.vector_to_array(hnsw.neighbors).nbytes + faiss.vector_to_array(hnsw.offsets).nbytes
-        else:
-            vectors += rows * dimension * 4
         if segment.postings is not None:
             p = segment.postings
             postings += p.indptr.nbytes + p.rows.nbytes + p.freqs.nbytes + p.lengths.nbytes + 8 * p.size
@@ -287,7 +274,3 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
         "max_ms": round(ordered[-1], 1),
         "min_ms": round(ordered[0], 1),
     }
-
-
-def environment_cores() -> int:
-    return len(os.sched_getaffinity(0))

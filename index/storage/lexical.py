@@ -18,7 +18,6 @@ STOPWORDS = frozenset(
     "these they this to was will with".split()
 )
 _WORD = re.compile(r"\b\w\w+\b")
-LEXICAL_DIR = "lexical"
 # The version of `Analyzer`, recorded in each manifest's build settings: an index recorded with another one (or
 # none) matches some words differently until its next write, which analyses every passage afresh.
 ANALYSIS_VERSION = 2

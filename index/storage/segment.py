@@ -380,6 +380,13 @@ class Segment:
     def rows(self) -> int:
         return len(self.ids)
 
+    def graph_bytes(self) -> int:
+        """Memory the HNSW graph's links take (its vectors aside); 0 without a graph."""
+        if self._graph is None:
+            return 0
+        hnsw: Any = faiss.downcast_index(self._graph.index).hnsw  # type: ignore[attr-defined]
+        return int(faiss.vector_to_array(hnsw.neighbors).nbytes + faiss.vector_to_array(hnsw.offsets).nbytes)
+
     @property
     def approximate(self) -> bool:
         """Whether searches go through an HNSW graph (loaded only when `full`)."""
@@ -464,9 +471,6 @@ class Segment:
             scores, found = self._graph.search(queries, k, params=params)
         ids = np.where(found >= 0, self.ids[np.maximum(found, 0)], -1)
         return scores, ids
-
-    def close(self) -> None:
-        self.release()
 
 
 def _exact(

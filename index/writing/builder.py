@@ -312,6 +312,7 @@ def _write(
     refs = list(view.refs) if view is not None and not rebuild else []
     for place in replaced:
         refs[place.segment] = refs[place.segment].with_deleted([place.row], place.passages)
+    passages_after = counts["passages"] - sum(p.passages for p in replaced) + len(passages)
     written: Written | None = None
     if plan.articles:
         postings = Postings.build(
@@ -320,8 +321,7 @@ def _write(
                 for s in passages
             ]
         )
-        total = counts["passages"] - sum(p.passages for p in replaced) + len(passages)
-        threshold = segment_threshold(settings.ann_threshold, total)
+        threshold = segment_threshold(settings.ann_threshold, passages_after)
         written = write_segment(settings.index, plan.articles, passages, vectors, postings, threshold, settings.threads)
         refs.append(written.ref())
     try:
@@ -335,10 +335,7 @@ def _write(
             max_tokens=model.max_tokens if model else view.manifest.max_tokens if view is not None else 0,
             metric="inner_product",
             index_type=vector_info.type,
-            counts={
-                "articles": articles_after,
-                "passages": counts["passages"] - sum(p.passages for p in replaced) + len(passages),
-            },
+            counts={"articles": articles_after, "passages": passages_after},
             built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             build_seconds=round(time.perf_counter() - started, 3),
             settings={
